@@ -1,0 +1,3 @@
+from ecrec.cli import main
+
+raise SystemExit(main())

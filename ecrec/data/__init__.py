@@ -1,0 +1,1 @@
+"""Marketplace data: the contract, synthetic data, importers, validation."""

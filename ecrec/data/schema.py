@@ -1,0 +1,80 @@
+"""The impression-level data contract (see DESIGN.md, "Data contract").
+
+One row is one impression: a product shown for a query at one merchant. These
+constants are the single source of truth for column names and types; the
+validator, importers, synthesizer, trainer and evaluators all read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Columns every impressions file must have, with the kind of value each holds.
+REQUIRED_COLUMNS: dict[str, str] = {
+    "query_id": "string",
+    "query": "string",
+    "product_id": "string",
+    "product_title": "string",
+    "product_text": "string",
+    "merchant_id": "string",
+    "label": "int",  # 0/1 click or purchase
+    "user_segment": "string",  # sensitive attribute for fairness audits
+    "merchant_tier": "string",  # "small" or "large", for provider exposure
+}
+
+#: Columns that may be present; when they are, they must have these kinds.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "relevance": "int",  # graded relevance 0..3 (synthetic data, ESCI, WANDS)
+    "position": "int",  # 1-based rank at which the impression was shown
+    "user_id_hash": "string",  # salted hash, never the raw id
+    # Structured product fields, used for field-level explanations.
+    "brand": "string",
+    "colour": "string",
+    "category": "string",
+    "material": "string",
+    "price_band": "string",
+    "description": "string",
+}
+
+MERCHANT_TIERS: frozenset[str] = frozenset({"small", "large"})
+LABEL_VALUES: frozenset[int] = frozenset({0, 1})
+RELEVANCE_RANGE: tuple[int, int] = (0, 3)
+
+#: Structured fields in the order they are joined into ``product_text``.
+PRODUCT_FIELDS: tuple[str, ...] = (
+    "brand",
+    "colour",
+    "category",
+    "material",
+    "price_band",
+    "description",
+)
+
+#: File names inside a data folder (written by ``ecrec data synth|import``).
+MERCHANT_FILE_PATTERN = "merchant_{merchant_id}.parquet"
+VALIDATION_FILE = "validation.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One contract violation, printed as ``file:row: field: message``."""
+
+    file: str
+    row: int | None  # 1-based data row; None for file-level problems
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.row}" if self.row is not None else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
+def compose_product_text(fields: dict[str, str]) -> str:
+    """Join structured product fields into the ``product_text`` the ranker reads.
+
+    The format is ``"brand: X | colour: Y | ..."`` so that field-level
+    explanations can map tokens back to fields.
+    """
+    parts = [f"{name}: {fields[name]}" for name in PRODUCT_FIELDS if fields.get(name)]
+    return " | ".join(parts)

@@ -1,0 +1,42 @@
+"""User-facing errors.
+
+Anything raised as an :class:`EcrecError` is a problem with the user's input or
+environment; the CLI prints its message on one line and exits non-zero, with no
+traceback. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class EcrecError(Exception):
+    """An error the user can fix; ``str(err)`` names what is wrong and where."""
+
+    exit_code: int = 2
+
+
+class ConfigError(EcrecError):
+    """A configuration file or option is invalid."""
+
+
+class DataError(EcrecError):
+    """An input data file breaks the data contract or cannot be read."""
+
+
+class ModelError(EcrecError):
+    """The base model cannot be found or loaded offline."""
+
+
+class PrivacyError(EcrecError):
+    """Base class for privacy-accounting failures."""
+
+
+class BudgetExceededError(PrivacyError):
+    """A planned round would take a merchant past its privacy budget."""
+
+    exit_code = 3
+
+
+class LedgerCorruptError(PrivacyError):
+    """A privacy ledger failed its integrity check; the node must not train."""
+
+    exit_code = 4

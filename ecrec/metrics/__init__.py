@@ -1,0 +1,1 @@
+"""Ranking metrics grouped by query."""

@@ -1,0 +1,1 @@
+"""Privacy accounting and the per-node privacy ledger."""
