@@ -20,7 +20,6 @@ from ecrec.errors import EcrecError
 COMMAND_MODULES: tuple[str, ...] = (
     "ecrec.cli.data",
     "ecrec.cli.privacy",
-    "ecrec.cli.train",
     "ecrec.cli.simulate",
 )
 

