@@ -8,6 +8,7 @@ validator, importers, synthesizer, trainer and evaluators all read them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: Columns every impressions file must have, with the kind of value each holds.
 REQUIRED_COLUMNS: dict[str, str] = {
@@ -35,6 +36,9 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "price_band": "string",
     "description": "string",
 }
+
+#: Column order of every frame the synthesizer and importers write.
+COLUMN_ORDER: tuple[str, ...] = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 
 MERCHANT_TIERS: frozenset[str] = frozenset({"small", "large"})
 LABEL_VALUES: frozenset[int] = frozenset({0, 1})
@@ -78,3 +82,31 @@ def compose_product_text(fields: dict[str, str]) -> str:
     """
     parts = [f"{name}: {fields[name]}" for name in PRODUCT_FIELDS if fields.get(name)]
     return " | ".join(parts)
+
+
+def merchant_ids(n: int) -> list[str]:
+    """Merchant ids ``m00, m01, ...`` (wider when there are more than 100)."""
+    width = max(2, len(str(n - 1)))
+    return [f"m{i:0{width}d}" for i in range(n)]
+
+
+def tiers_by_size(sizes: dict[str, int]) -> dict[str, str]:
+    """``large`` for the biggest quarter of merchants (at least one), ``small`` otherwise."""
+    n_large = max(1, round(len(sizes) * 0.25))
+    ranked = sorted(sizes, key=lambda m: (-sizes[m], m))
+    large = set(ranked[:n_large])
+    return {m: ("large" if m in large else "small") for m in sizes}
+
+
+def ranker_documents(frame: Any) -> list[str]:
+    """The product side of each (query, product) pair the ranker reads.
+
+    ``"<title> | <product_text>"``: the title carries most of the signal in real
+    catalogues (ESCI, WANDS), the structured text the rest. Training, scoring
+    and explanations all read products through this one function.
+    """
+    titles = frame["product_title"].astype(str).tolist()
+    texts = frame["product_text"].astype(str).tolist()
+    return [
+        f"{title} | {text}" if text else title for title, text in zip(titles, texts, strict=True)
+    ]

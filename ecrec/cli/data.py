@@ -1,0 +1,295 @@
+"""``ecrec data synth|import|validate``: make, bring in and check marketplace data.
+
+Output contract: ``validate`` prints every problem as ``file:row: field: what is
+wrong`` on stdout (one per line, so it can be piped or grepped) and a one-line
+summary on stderr; progress spinners also go to stderr, so stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ecrec.data.schema import MANIFEST_FILE
+from ecrec.data.synth import Marketplace, SynthConfig, config_help, synthesize, write_marketplace
+from ecrec.errors import DataError
+
+_EXAMPLES = {
+    "synth": "example: ecrec data synth --merchants 4 --out data/synth --seed 0",
+    "import": (
+        "examples:\n"
+        "  ecrec data import --format esci path/to/esci --out data/esci --merchants 8\n"
+        "  ecrec data import --format csv logs.csv --out data/mine --partition-by merchant \\\n"
+        "      --map shop=merchant_id --map title=product_title --map clicked=label"
+    ),
+    "validate": "example: ecrec data validate data/synth",
+}
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _status(message: str) -> Iterator[None]:
+    """A spinner on stderr while a long step runs (silent when not a terminal)."""
+    console = _stderr()
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        yield
+
+
+def _summarise(marketplace: Marketplace, written: list[Path], out: Path) -> None:
+    """Print what was written where: one line per file, then a total."""
+    merchant_rows = sum(len(df) for df in marketplace.merchants.values())
+    for merchant_id, df in sorted(marketplace.merchants.items()):
+        tier = str(df["merchant_tier"].iloc[0]) if len(df) else "-"
+        queries = df["query_id"].nunique()
+        print(f"  merchant {merchant_id}: {len(df)} rows, {queries} queries, tier {tier}")
+    print(
+        f"  validation: {len(marketplace.validation)} rows, "
+        f"{marketplace.validation['query_id'].nunique() if len(marketplace.validation) else 0} "
+        "queries"
+    )
+    print(
+        f"wrote {len(written)} files to {out} "
+        f"({len(marketplace.merchants)} merchants, {merchant_rows} merchant rows, "
+        f"{len(marketplace.validation)} validation rows; see {out / MANIFEST_FILE})"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write a seeded synthetic marketplace."""
+    config = SynthConfig(
+        merchants=args.merchants,
+        queries_per_merchant=args.queries_per_merchant,
+        candidates_per_query=args.candidates,
+        validation_queries=args.validation_queries,
+        seed=args.seed,
+        user_id_salt=args.salt,
+    )
+    out = Path(args.out)
+    with _status(f"synthesising {config.merchants} merchants (seed {config.seed})"):
+        marketplace = synthesize(config)
+        written = write_marketplace(marketplace, out, overwrite=args.force)
+    _summarise(marketplace, written, out)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import ESCI, WANDS, CSV or JSONL into a desensitised, partitioned marketplace."""
+    from ecrec.data.importers import import_dataset, parse_mapping
+
+    mapping = parse_mapping(args.map)
+    out = Path(args.out)
+    with _status(f"importing {args.format} data from {args.src}"):
+        marketplace = import_dataset(
+            args.format,
+            args.src,
+            mapping=mapping or None,
+            partition_by=args.partition_by,
+            n_merchants=args.merchants,
+            alpha=args.alpha,
+            seed=args.seed,
+            salt=args.salt,
+            validation_fraction=args.validation_fraction,
+            dirichlet_by=args.dirichlet_by,
+        )
+        written = write_marketplace(marketplace, out, overwrite=args.force)
+    _summarise(marketplace, written, out)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """List every contract violation; exit 2 if there is any."""
+    from ecrec.data.io import check_path
+
+    with _status(f"validating {args.path}"):
+        report = check_path(args.path)
+    for problem in report.problems:
+        print(problem)
+    if report.problems:
+        n = len(report.problems)
+        files = f"{report.files} file{'s' if report.files != 1 else ''}"
+        print(
+            f"{n} problem{'s' if n != 1 else ''} in {files} ({report.rows} rows read)",
+            file=sys.stderr,
+        )
+        return DataError.exit_code
+    files = f"{report.files} file{'s' if report.files != 1 else ''}"
+    print(f"ok: {report.rows} rows in {files}")
+    return 0
+
+
+def _add_synth(data_sub: Any) -> None:
+    helps = config_help()
+    defaults = {f.name: f.default for f in fields(SynthConfig)}
+    parser = data_sub.add_parser(
+        "synth",
+        help="write a seeded synthetic marketplace",
+        description="Write a seeded, non-IID synthetic marketplace: one parquet file per "
+        "merchant, a pooled validation shard and a manifest stating the hidden relevance rule.",
+        epilog=_EXAMPLES["synth"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    parser.add_argument(
+        "--merchants", type=_positive_int, default=defaults["merchants"], help=helps["merchants"]
+    )
+    parser.add_argument(
+        "--queries-per-merchant",
+        type=_positive_int,
+        default=defaults["queries_per_merchant"],
+        help=helps["queries_per_merchant"],
+    )
+    parser.add_argument(
+        "--candidates",
+        type=_positive_int,
+        default=defaults["candidates_per_query"],
+        help=helps["candidates_per_query"],
+    )
+    parser.add_argument(
+        "--validation-queries",
+        type=_non_negative_int,
+        default=defaults["validation_queries"],
+        help=helps["validation_queries"],
+    )
+    parser.add_argument(
+        "--seed", type=_non_negative_int, default=defaults["seed"], help=helps["seed"]
+    )
+    parser.add_argument("--salt", default=defaults["user_id_salt"], help=helps["user_id_salt"])
+    parser.add_argument(
+        "--force", action="store_true", help="replace a marketplace already in --out"
+    )
+    parser.set_defaults(handler=cmd_synth)
+
+
+def _add_import(data_sub: Any) -> None:
+    parser = data_sub.add_parser(
+        "import",
+        help="import ESCI, WANDS, CSV or JSONL data",
+        description="Import a search log into ecrec's data contract: text is desensitised, "
+        "user ids hashed, whole queries split into merchants, and a fraction of every "
+        "merchant's queries held out as the server's validation shard.",
+        epilog=_EXAMPLES["import"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", metavar="SRC", help="source file or folder")
+    parser.add_argument(
+        "--format", required=True, choices=("esci", "wands", "csv", "jsonl"), help="source format"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    parser.add_argument(
+        "--map",
+        action="append",
+        metavar="COLUMN=FIELD",
+        help="map a source column onto a contract field (csv/jsonl; repeatable)",
+    )
+    parser.add_argument(
+        "--partition-by",
+        choices=("merchant", "dirichlet"),
+        default="dirichlet",
+        help="use the data's merchant_id column, or a seeded Dirichlet split (default)",
+    )
+    parser.add_argument(
+        "--dirichlet-by",
+        choices=("query", "category"),
+        default="query",
+        help="skew merchant sizes (query, default) or category mixes (category)",
+    )
+    parser.add_argument(
+        "--merchants", type=_positive_int, default=4, help="merchants for a Dirichlet split"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_positive_float,
+        default=0.5,
+        help="Dirichlet concentration: small is skewed, large is even (default 0.5)",
+    )
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    parser.add_argument("--salt", default="ecrec-import", help="salt for hashing user ids")
+    parser.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="share of each merchant's queries held out for validation (default 0.1)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a marketplace already in --out"
+    )
+    parser.set_defaults(handler=cmd_import)
+
+
+def _add_validate(data_sub: Any) -> None:
+    parser = data_sub.add_parser(
+        "validate",
+        help="check parquet files against the data contract",
+        description="Check a parquet file, or every parquet file in a folder, against the "
+        "data contract. Prints every problem as FILE:ROW: FIELD: MESSAGE; exits 2 if any.",
+        epilog=_EXAMPLES["validate"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("path", metavar="PATH", help="parquet file or folder")
+    parser.set_defaults(handler=cmd_validate)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``data`` command group to the top-level parser."""
+    parser = subparsers.add_parser(
+        "data",
+        help="make, import and validate marketplace data",
+        description="Make, import and validate marketplace data.",
+    )
+    data_sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    adders: tuple[Callable[[Any], None], ...] = (_add_synth, _add_import, _add_validate)
+    for add in adders:
+        add(data_sub)
