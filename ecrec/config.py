@@ -260,6 +260,11 @@ def load_config(path: str | Path | None = None) -> RunConfig:
             raise ConfigError(f"{path}: config file not found") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: cannot read config: {err}") from None
+    return loads_config(text, source=source)
+
+
+def loads_config(text: str, *, source: str = "<config>") -> RunConfig:
+    """Parse a TOML config from text (e.g. the config a server ships to nodes)."""
     try:
         mapping = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

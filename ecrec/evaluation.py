@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ecrec.config import EvaluationConfig
+from ecrec.data.schema import ranker_documents
 from ecrec.metrics.ranking import per_group_metric, ranking_metrics
 from ecrec.model.ranker import Ranker
 
@@ -37,7 +38,7 @@ class PooledEvaluator:
         frame = self.validation
         return self.ranker.score(
             frame["query"].astype(str).tolist(),
-            frame["product_text"].astype(str).tolist(),
+            ranker_documents(frame),
             batch_size=self.config.batch_size,
         )
 

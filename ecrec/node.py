@@ -127,7 +127,11 @@ class MerchantNode:
         )
 
     def run_round(
-        self, *, server_round: int, global_state: Mapping[str, np.ndarray]
+        self,
+        *,
+        server_round: int,
+        global_state: Mapping[str, np.ndarray],
+        proximal_mu: float = 0.0,
     ) -> RoundOutcome:
         cfg = self.config
         sample_rate, steps = plan_round(len(self.frame), cfg.train)
@@ -150,7 +154,13 @@ class MerchantNode:
 
         ranker = self.ranker
         ranker.load_adapter_state(global_state)
-        result = train_local(ranker, self.frame, config=cfg.train, noise_multiplier=sigma or None)
+        result = train_local(
+            ranker,
+            self.frame,
+            config=cfg.train,
+            noise_multiplier=sigma or None,
+            proximal_mu=proximal_mu,
+        )
         if cfg.train.dp:
             self.ledger.record_round(
                 round=server_round, noise_multiplier=sigma, sample_rate=sample_rate, steps=steps

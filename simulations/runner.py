@@ -23,8 +23,6 @@ from ecrec.data.io import load_data_dir, read_impressions
 from ecrec.data.schema import MERCHANT_FILE_PATTERN, VALIDATION_FILE
 from ecrec.data.synth import SynthConfig, synthesize, write_marketplace
 from ecrec.errors import EcrecError
-from ecrec.evaluation import PooledEvaluator
-from ecrec.model.ranker import build_ranker
 from ecrec.node import MerchantNode
 from ecrec.runfolder import RunFolder
 
@@ -51,7 +49,8 @@ def prepare_data(config: RunConfig, run: RunFolder) -> Path:
                 seed=config.data.seed,
             )
         )
-        write_marketplace(marketplace, data_dir)
+        # Our own folder: a half-written marketplace from an interrupted run is replaced.
+        write_marketplace(marketplace, data_dir, overwrite=True)
     return data_dir
 
 
@@ -68,23 +67,24 @@ def simulate(
     resume: bool = False,
     merchant_budgets: Mapping[str, float] | None = None,
     console: Console | None = None,
+    node_class: type[MerchantNode] = MerchantNode,
 ) -> SimulationSummary:
+    """Run the federation in-process and return what it wrote.
+
+    ``node_class`` lets callers extend what a node does (e.g. record its
+    updates for an audit); it must be picklable by Ray.
+    """
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
     from ecrec.federation.client import make_client_app
-    from ecrec.federation.server import RoundRecorder, run_federation
+    from ecrec.federation.server import plan_server_run, run_federation
 
     console = console or Console(stderr=True)
     started = time.perf_counter()
     run = RunFolder(out)
-    latest = run.latest() if resume else None
-    if resume and latest is None:
+    if resume and run.read_server_state() is None:
         raise EcrecError(f"{out}: nothing to resume (no checkpoints/server_state.json)")
-    if not resume and run.metrics_path.exists():
-        raise EcrecError(f"{out}: already holds a run; pass --resume or choose a new --out")
-    run.create()
-
     with console.status("preparing data and the server's ranker..."):
         data_dir = prepare_data(config, run)
         merchants, validation = load_data_dir(data_dir)
@@ -98,26 +98,8 @@ def simulate(
         unknown = sorted(set(merchant_budgets or {}) - set(merchant_ids))
         if unknown:
             raise EcrecError(f"--merchant-budget: unknown merchant {unknown[0]!r}")
-        run.write_config(config.to_toml())
-        ranker = build_ranker(config.model)
-        evaluator = PooledEvaluator(ranker=ranker, validation=validation, config=config.evaluation)
-        names = list(ranker.adapter_state())
-
-    start_round = 1
-    initial = list(ranker.adapter_state().values())
-    reports: dict[int, list[dict[str, Any]]] = {}
-    if latest is not None:
-        done, state, server_state = latest
-        if list(state) != names:
-            raise EcrecError(f"{out}: checkpoint does not match the configured ranker")
-        start_round = done + 1
-        initial = list(state.values())
-        reports = {int(k): v for k, v in server_state.get("reports", {}).items()}
-        if start_round > config.federation.rounds:
-            raise EcrecError(
-                f"{out}: all {config.federation.rounds} rounds already done; "
-                "raise --rounds to continue"
-            )
+        plan = plan_server_run(config, run=run, validation=validation, resume=resume, on_round=None)
+    start_round = plan.start_round
 
     rounds_to_run = config.federation.rounds - start_round + 1
     progress = Progress(
@@ -140,26 +122,12 @@ def simulate(
             + (f"  declined: {', '.join(record['declined'])}" if record["declined"] else "")
         )
 
-    recorder = RoundRecorder(
-        run=run,
-        config=config,
-        evaluator=evaluator,
-        names=names,
-        reports=reports,
-        on_round=on_round,
-    )
+    plan.recorder.on_round = on_round
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Any, context: Any) -> None:
-        run_federation(
-            grid,
-            context,
-            config=config,
-            recorder=recorder,
-            initial=initial,
-            start_round=start_round,
-        )
+        run_federation(grid, context, plan=plan)
 
     ledger_dir = Path(config.privacy.ledger_dir or run.path / "ledgers")
     budgets = dict(merchant_budgets or {})
@@ -170,7 +138,7 @@ def simulate(
         _limit_threads(cpus)
         merchant_id = merchant_ids[int(context.node_config["partition-id"])]
         frame = read_impressions(data_dir / MERCHANT_FILE_PATTERN.format(merchant_id=merchant_id))
-        return MerchantNode(
+        return node_class(
             merchant_id=merchant_id,
             frame=frame,
             config=sim_config,
@@ -178,7 +146,7 @@ def simulate(
             budget_epsilon=budgets.get(merchant_id),
         )
 
-    client_app = make_client_app(node_factory, config=config)
+    client_app = make_client_app(node_factory)
     backend_config: dict[str, Any] = {
         "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
         "init_args": {

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 from flwr.client import Client, ClientApp, NumPyClient
-from flwr.client.mod import fixedclipping_mod, secaggplus_mod
 from flwr.common import Context
 
-from ecrec.config import RunConfig
+from ecrec.federation.mods import optional_fixedclipping_mod, optional_secaggplus_mod
 from ecrec.node import MerchantNode
 
 SERVER_ROUND = "server-round"
+PROXIMAL_MU = "proximal_mu"  # the key Flower's FedProx strategy sends
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, bool | int | float | str]:
@@ -49,7 +49,9 @@ class MerchantClient(NumPyClient):
             )
         global_state = dict(zip(names, parameters, strict=True))
         outcome = self.node.run_round(
-            server_round=int(config[SERVER_ROUND]), global_state=global_state
+            server_round=int(config[SERVER_ROUND]),
+            global_state=global_state,
+            proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
         )
         metrics = _scalar_metrics(outcome.metrics)
         if outcome.state is None:
@@ -58,21 +60,16 @@ class MerchantClient(NumPyClient):
         return list(outcome.state.values()), int(outcome.metrics["examples"]), metrics
 
 
-def make_client_app(
-    node_factory: Callable[[Context], MerchantNode], *, config: RunConfig
-) -> ClientApp:
+def make_client_app(node_factory: Callable[[Context], MerchantNode]) -> ClientApp:
     """A ClientApp whose nodes are built by ``node_factory(context)``.
 
-    Mod order matters: the reply passes the inner mods first, so client-level
+    Mod order matters: a reply passes the inner mods first, so client-level
     clipping happens before SecAgg+ masks the update.
     """
 
     def client_fn(context: Context) -> Client:
         return MerchantClient(node_factory(context)).to_client()
 
-    mods: list[Any] = []
-    if config.federation.secagg:
-        mods.append(secaggplus_mod)
-    if config.federation.client_dp:
-        mods.append(fixedclipping_mod)
-    return ClientApp(client_fn=client_fn, mods=mods)
+    return ClientApp(
+        client_fn=client_fn, mods=[optional_secaggplus_mod, optional_fixedclipping_mod]
+    )

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from flwr.app import ConfigRecord
 from flwr.common import Context, FitRes, Parameters, ndarrays_to_parameters
 from flwr.common.logger import FLOWER_LOGGER
@@ -37,11 +39,17 @@ from flwr.server.workflow.default_workflows import (
 )
 
 from ecrec.config import RunConfig
+from ecrec.errors import EcrecError
 from ecrec.evaluation import PooledEvaluator
 from ecrec.federation.client import SERVER_ROUND
+from ecrec.model.ranker import build_ranker
 from ecrec.runfolder import RunFolder
 
 log = logging.getLogger("ecrec.server")
+
+
+class RoundFailedError(EcrecError):
+    """A round ended without any aggregated update."""
 
 
 class RoundRecorder:
@@ -224,17 +232,78 @@ def make_strategy(
     return strategy
 
 
+@dataclass
+class ServerPlan:
+    """Everything the round loop needs, prepared before Flower starts."""
+
+    config: RunConfig
+    recorder: RoundRecorder
+    initial: list[np.ndarray]
+    start_round: int
+
+
+def plan_server_run(
+    config: RunConfig,
+    *,
+    run: RunFolder,
+    validation: pd.DataFrame,
+    resume: bool,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> ServerPlan:
+    """Open the run folder (fresh or resumed), build the evaluator and initial model.
+
+    A fresh run refuses a folder that already holds one, so nothing is lost.
+    """
+    latest = run.latest() if resume else None
+    if resume and latest is None:
+        raise EcrecError(f"{run.path}: nothing to resume (no checkpoints/server_state.json)")
+    if not resume and run.metrics_path.exists():
+        raise EcrecError(f"{run.path}: already holds a run; resume it or choose a new folder")
+    run.create()
+    run.write_config(config.to_toml())
+    ranker = build_ranker(config.model)
+    evaluator = PooledEvaluator(ranker=ranker, validation=validation, config=config.evaluation)
+    names = list(ranker.adapter_state())
+    initial = list(ranker.adapter_state().values())
+    start_round = 1
+    reports: dict[int, list[dict[str, Any]]] = {}
+    if latest is not None:
+        done, state, server_state = latest
+        if list(state) != names:
+            raise EcrecError(f"{run.path}: checkpoint does not match the configured ranker")
+        if done >= config.federation.rounds:
+            raise EcrecError(
+                f"{run.path}: all {config.federation.rounds} rounds already done; "
+                "raise the number of rounds to continue"
+            )
+        start_round = done + 1
+        initial = list(state.values())
+        reports = {int(k): v for k, v in server_state.get("reports", {}).items()}
+    recorder = RoundRecorder(
+        run=run,
+        config=config,
+        evaluator=evaluator,
+        names=names,
+        reports=reports,
+        on_round=on_round,
+    )
+    return ServerPlan(config=config, recorder=recorder, initial=initial, start_round=start_round)
+
+
 def run_federation(
     grid: Grid,
     context: Context,
     *,
-    config: RunConfig,
-    recorder: RoundRecorder,
-    initial: list[np.ndarray],
-    start_round: int = 1,
+    plan: ServerPlan,
     quiet: bool = True,
 ) -> None:
-    """Run rounds ``start_round..config.federation.rounds`` (round 0 evaluated when fresh)."""
+    """Run rounds ``plan.start_round..rounds`` (round 0 is evaluated when fresh)."""
+    config, recorder, initial, start_round = (
+        plan.config,
+        plan.recorder,
+        plan.initial,
+        plan.start_round,
+    )
     if quiet:
         FLOWER_LOGGER.setLevel(logging.WARNING)
     fed = config.federation
@@ -268,6 +337,14 @@ def run_federation(
             cfg[Key.CURRENT_ROUND] = server_round
             recorder.round_started()
             fit_workflow(grid, legacy)
+            if server_round not in recorder.reports:
+                # Flower logs and moves on when no client answers or SecAgg+
+                # cannot unmask; evaluating would record a round that never ran.
+                raise RoundFailedError(
+                    f"round {server_round} failed: no merchant update was aggregated "
+                    f"(too few nodes reachable, or SecAgg+ could not unmask); rounds up to "
+                    f"{server_round - 1} are saved in {recorder.run.path}, use --resume"
+                )
             default_centralized_evaluation_workflow(grid, legacy)
     finally:
         stop.set()

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ecrec.data.schema import ranker_documents
 from ecrec.errors import ConfigError, DataError
 from ecrec.model.ranker import Ranker, resolve_device
 
@@ -129,19 +130,21 @@ def train_local(
     *,
     config: TrainConfig,
     noise_multiplier: float | None = None,
+    proximal_mu: float = 0.0,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
     """Train ``ranker``'s adapters in place on one merchant's impressions.
 
-    ``noise_multiplier`` is required when ``config.dp`` is on. ``on_step(step,
-    total, loss)`` is called after every step (progress bars).
+    ``noise_multiplier`` is required when ``config.dp`` is on. ``proximal_mu``
+    > 0 applies FedProx's pull towards the starting (global) weights.
+    ``on_step(step, total, loss)`` is called after every step (progress bars).
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     if config.dp and (noise_multiplier is None or not noise_multiplier > 0):
         raise ConfigError("DP training needs a noise multiplier > 0 (or set train.dp = false)")
-    for column in ("query", "product_text", "label"):
+    for column in ("query", "product_title", "product_text", "label"):
         if column not in frame.columns:
             raise DataError(f"training data has no {column!r} column")
     n = len(frame)
@@ -151,9 +154,7 @@ def train_local(
 
     device = resolve_device(config.device)
     ranker.model.to(device)
-    enc = ranker.encode(
-        frame["query"].astype(str).tolist(), frame["product_text"].astype(str).tolist()
-    )
+    enc = ranker.encode(frame["query"].astype(str).tolist(), ranker_documents(frame))
     labels = torch.as_tensor(frame["label"].to_numpy(dtype=np.float32))
     dataset = TensorDataset(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], labels)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
@@ -161,6 +162,7 @@ def train_local(
     module = _LogitsModule.build(ranker).to(device)
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
+    anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     criterion: Any = torch.nn.BCEWithLogitsLoss()
     engine_module: Any = module
@@ -193,7 +195,14 @@ def train_local(
     started = time.perf_counter()
     try:
         losses = _run_steps(
-            engine_module, optimizer, criterion, loader, steps=steps, device=device, on_step=on_step
+            engine_module,
+            optimizer,
+            criterion,
+            loader,
+            steps=steps,
+            device=device,
+            on_step=on_step,
+            proximal=(params, anchor, proximal_mu * config.learning_rate) if anchor else None,
         )
     finally:
         if config.dp:
@@ -218,8 +227,17 @@ def _run_steps(
     steps: int,
     device: str,
     on_step: Callable[[int, int, float], None] | None,
+    proximal: tuple[list[Any], list[Any], float] | None = None,
 ) -> list[float]:
-    """Take exactly ``steps`` optimizer steps, cycling the (Poisson) loader."""
+    """Take exactly ``steps`` optimizer steps, cycling the (Poisson) loader.
+
+    FedProx's proximal term is applied as a separate step ``w -= lr*mu*(w - w0)``
+    after each optimizer step (hand-written: under Opacus a proximal term in the
+    loss would be dropped, since only clipped per-sample data gradients survive;
+    the pull uses no data, so it is DP post-processing and costs no privacy).
+    """
+    import torch
+
     losses: list[float] = []
     step = 0
     with warnings.catch_warnings():
@@ -241,6 +259,11 @@ def _run_steps(
                 loss = criterion(logits, target.to(device))
                 loss.backward()
                 optimizer.step()
+                if proximal is not None:
+                    params, anchor, rate = proximal
+                    with torch.no_grad():
+                        for param, start in zip(params, anchor, strict=True):
+                            param.sub_(rate * (param - start))
                 losses.append(float(loss.detach()))
                 if on_step is not None:
                     on_step(step, steps, losses[-1])
