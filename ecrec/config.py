@@ -141,6 +141,20 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What the server writes besides metrics: audits, explanations, the HTML report."""
+
+    audit: bool = field(default=True, metadata={"help": "fairness audit after every round"})
+    explain: bool = field(default=True, metadata={"help": "SHAP explanations at the end"})
+    explain_every: int = field(
+        default=0, metadata={"help": "also explain every N rounds; 0 = only at the end"}
+    )
+    explain_queries: int = field(default=3, metadata={"help": "validation queries to explain"})
+    explain_top_k: int = field(default=2, metadata={"help": "top products explained per query"})
+    html: bool = field(default=True, metadata={"help": "write report.html at the end"})
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole resolved configuration of one run."""
 
@@ -150,6 +164,7 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def replace(self, section: str, **changes: Any) -> RunConfig:
         """A copy with some fields of one section changed (validated again)."""

@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecrec.cli.data",
     "ecrec.cli.privacy",
     "ecrec.cli.simulate",
+    "ecrec.cli.explain",
+    "ecrec.cli.audit",
+    "ecrec.cli.report",
 )
 
 

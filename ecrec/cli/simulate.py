@@ -45,10 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ecrec_simulations.runner import rounds_table, simulate
     from rich.console import Console
 
     from ecrec.config import load_config
+    from ecrec_simulations.runner import rounds_table, simulate
 
     config = load_config(args.config)
     if args.merchants is not None:
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     Console().print(rounds_table(summary, k=config.evaluation.k))
     console.print(
         f"done in {summary.seconds:.0f} s. Wrote {out}/: config.toml, metrics.jsonl "
-        f"({len(summary.rounds)} rounds), privacy.json, checkpoints/, ledgers/"
+        f"({len(summary.rounds)} rounds), privacy.json, privacy_report.md, report.html, "
+        "checkpoints/, ledgers/"
     )
     return 0

@@ -76,6 +76,15 @@ class RoundRecorder:
         self.on_round = on_round
         self._round_started = time.perf_counter()
 
+    def finish(self) -> None:
+        """After the last round: the privacy report and the HTML report."""
+        from ecrec.report.html import write_report
+        from ecrec.report.privacy_report import write_privacy_report
+
+        write_privacy_report(self.run.path)
+        if self.config.report.html:
+            write_report(self.run.path)
+
     def round_started(self) -> None:
         self._round_started = time.perf_counter()
 
@@ -349,3 +358,4 @@ def run_federation(
     finally:
         stop.set()
         thread.join()
+    recorder.finish()
