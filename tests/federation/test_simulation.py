@@ -105,25 +105,67 @@ def test_resume_continues_numbering_and_keeps_round_one(tmp_path: Path) -> None:
         assert '"round": 3' in text or '"round":3' in text
 
 
+def _budget_between_rounds_one_and_two(config, merchant: str) -> float:
+    """A budget that affords round 1 but not round 2, from the node's own planning."""
+    from ecrec.data.synth import SynthConfig, synthesize
+    from ecrec.privacy.accounting import (
+        RoundSpend,
+        epsilon_for_history,
+        noise_multiplier_for_target,
+    )
+    from ecrec.train.local import plan_round
+
+    data = config.data
+    market = synthesize(
+        SynthConfig(
+            merchants=data.merchants,
+            queries_per_merchant=data.queries_per_merchant,
+            candidates_per_query=data.candidates_per_query,
+            validation_queries=data.validation_queries,
+            seed=data.seed,
+        )
+    )
+    q, steps = plan_round(len(market.merchants[merchant]), config.train)
+    sigma = noise_multiplier_for_target(
+        target_epsilon=config.privacy.budget_epsilon,
+        delta=config.privacy.delta,
+        sample_rate=q,
+        steps=steps * config.federation.rounds,
+    )
+    one, two = (
+        epsilon_for_history([RoundSpend(sigma, q, steps)] * n, delta=config.privacy.delta)
+        for n in (1, 2)
+    )
+    return (one + two) / 2
+
+
 def test_tiny_budget_merchant_declines_and_run_finishes(tmp_path: Path) -> None:
     config = _tiny(rounds=3)
     out = tmp_path / "run"
-    # Round 1 costs about 6 ε at the tiny config's calibration; round 2 would pass 7.
-    summary = simulate(config, out=out, merchant_budgets={"m01": 7.0})
+    budget = _budget_between_rounds_one_and_two(config, "m01")
+    summary = simulate(config, out=out, merchant_budgets={"m01": budget})
     assert [r["round"] for r in summary.rounds] == [0, 1, 2, 3]
     privacy = json.loads((out / "privacy.json").read_text())
     m01 = privacy["merchants"]["m01"]
     assert m01["declined_rounds"] == [2, 3]
-    assert m01["epsilon_spent"] <= 7.0
+    assert m01["epsilon_spent"] <= budget
     assert privacy["merchants"]["m00"]["declined_rounds"] == []
     assert summary.rounds[2]["declined"] == ["m01"]
-    # privacy.json agrees with the merchant's own ledger.
+    # privacy.json agrees with the merchant's own ledger ...
     ledger = PrivacyLedger.open(
         out / "ledgers" / "m01.json",
-        budget_epsilon=7.0,
+        budget_epsilon=budget,
         delta=config.privacy.delta,
         accountant=config.privacy.accountant,
         merchant_id="m01",
     )
     assert m01["epsilon_spent"] == pytest.approx(ledger.spent_epsilon(), rel=1e-12)
     assert [d["round"] for d in ledger.declined] == [2, 3]
+    # ... and the reports written at the end agree with privacy.json.
+    report = json.loads((out / "privacy_report.json").read_text())
+    for merchant, info in privacy["merchants"].items():
+        assert report["merchants"][merchant]["consistent_with_ledger"]
+        assert report["merchants"][merchant]["epsilon_spent"] == pytest.approx(
+            info["epsilon_spent"], rel=1e-9
+        )
+    assert (out / "report.html").stat().st_size > 10_000
