@@ -31,6 +31,7 @@ class PooledEvaluator:
         self.ranker = ranker
         self.validation = limit_queries(validation, config.max_queries).reset_index(drop=True)
         self.config = config
+        self.last_scores: np.ndarray | None = None  # for the audit of the same scoring
 
     def scores(self, state: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         if state is not None:
@@ -46,6 +47,7 @@ class PooledEvaluator:
         """Global metrics plus NDCG@k per merchant (the merchant that listed the item)."""
         frame = self.validation
         scores = self.scores(state)
+        self.last_scores = scores
         relevance = frame["relevance"].to_numpy() if "relevance" in frame else None
         k = self.config.k
         metrics: dict[str, Any] = ranking_metrics(

@@ -120,6 +120,11 @@ def simulate(
             f"mrr@{k}={record[f'mrr@{k}']:.4f} auc={_fmt(record['auc'])}"
             + (f"  ε: {eps}" if eps else "")
             + (f"  declined: {', '.join(record['declined'])}" if record["declined"] else "")
+            + (
+                f"  fairness flags: {record['fairness_flags']}"
+                if record.get("fairness_flags")
+                else ""
+            )
         )
 
     plan.recorder.on_round = on_round

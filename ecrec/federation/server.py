@@ -76,11 +76,39 @@ class RoundRecorder:
         self.on_round = on_round
         self._round_started = time.perf_counter()
 
+    def _audit(self, server_round: int, scores: np.ndarray) -> int:
+        """Fairness audit of this round's scoring (cheap: no extra model calls)."""
+        from ecrec.fairness import AuditConfig, append_fairness, audit_rankings
+
+        audit = audit_rankings(
+            self.evaluator.validation, scores, config=AuditConfig(k=self.config.evaluation.k)
+        )
+        append_fairness(self.run.path, server_round, audit)
+        return len(audit["flags"])
+
+    def _explain(self, server_round: int) -> None:
+        """SHAP explanations of the global ranker as it is now (model already loaded)."""
+        from ecrec.explain import explain_run, write_explanations
+
+        report = self.config.report
+        result = explain_run(
+            self.evaluator.ranker,
+            self.evaluator.validation,
+            queries=report.explain_queries,
+            top_k=report.explain_top_k,
+            seed=self.config.data.seed,
+        )
+        result["round"] = server_round
+        write_explanations(result, self.run.path)
+
     def finish(self) -> None:
-        """After the last round: the privacy report and the HTML report."""
+        """After the last round: explanations, the privacy report and the HTML report."""
         from ecrec.report.html import write_report
         from ecrec.report.privacy_report import write_privacy_report
 
+        last = max(self.reports, default=0)
+        if self.config.report.explain and last:
+            self._explain(last)
         write_privacy_report(self.run.path)
         if self.config.report.html:
             write_report(self.run.path)
@@ -116,6 +144,11 @@ class RoundRecorder:
             "bytes_down": adapter_bytes * (len(reports) + self.failures.get(server_round, 0)),
             "wall_seconds": round(time.perf_counter() - self._round_started, 3),
         }
+        if self.config.report.audit and self.evaluator.last_scores is not None:
+            record["fairness_flags"] = self._audit(server_round, self.evaluator.last_scores)
+        every = self.config.report.explain_every
+        if self.config.report.explain and every and server_round and server_round % every == 0:
+            self._explain(server_round)
         self.run.append_metrics(record)
         self.run.save_checkpoint(
             server_round,

@@ -216,7 +216,7 @@ def _explanations_section(run_dir: Path) -> str:
         if (folder / name).exists():
             parts.append(f"<h3>Most influential {title}</h3>")
             parts.append(_img((folder / name).read_bytes(), f"global {title}"))
-    snippets = sorted(folder.glob("*.html"))[:6] if folder.exists() else []
+    snippets = sorted(folder.glob("pair_*.html"))[:6] if folder.exists() else []
     if snippets:
         parts.append("<h3>Examples</h3>")
         for snippet in snippets:

@@ -9,6 +9,7 @@ exactly that many Poisson-sampled steps, so the ledger entry is exact.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -49,7 +50,14 @@ class TrainConfig:
         metadata={"help": "cryptographically secure noise (Opacus secure_mode; slower)"},
     )
     device: str = field(default="auto", metadata={"help": '"auto", "cpu" or "cuda"'})
-    seed: int = field(default=0, metadata={"help": "seed for sampling, dropout and noise"})
+    seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "unset (default): fresh OS entropy for Poisson sampling and DP noise every "
+            "round. A fixed seed makes runs repeatable for tests and benchmarks, but anyone who "
+            "knows it can predict the noise: never set it for real training"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -149,8 +157,11 @@ def train_local(
             raise DataError(f"training data has no {column!r} column")
     n = len(frame)
     sample_rate, steps = plan_round(n, config)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    # DP needs noise and batch sampling nobody can predict: fresh entropy per call
+    # unless a seed was set on purpose (tests, benchmarks).
+    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "big")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
 
     device = resolve_device(config.device)
     ranker.model.to(device)
@@ -183,7 +194,7 @@ def train_local(
             grad_sample_mode=config.grad_sample_mode,
             noise_generator=None
             if config.secure_rng
-            else torch.Generator(device=device).manual_seed(config.seed + 1),
+            else torch.Generator(device=device).manual_seed(seed + 1),
         )
         if config.grad_sample_mode == "ghost":
             engine_module, optimizer, criterion, loader = engine.make_private(
