@@ -11,17 +11,29 @@ encryption at rest). Model and training settings come from the run's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import Context
 
-from ecrec.config import loads_config
-from ecrec.data.io import read_impressions
 from ecrec.errors import ConfigError, DataError
 from ecrec.federation.client import make_client_app
-from ecrec.node import MerchantNode
+
+if TYPE_CHECKING:
+    from ecrec.node import MerchantNode
 
 
 def node_from_context(context: Context) -> MerchantNode:
+    """Build the merchant's node from its SuperNode's node config.
+
+    Heavy imports (torch, opacus, pandas) happen here, not at module import:
+    SecAgg+ handles 3 of its 4 messages per round inside the mod, and each
+    message starts a fresh ClientApp process.
+    """
+    from ecrec.config import loads_config
+    from ecrec.data.io import read_impressions
+    from ecrec.node import MerchantNode
+    from ecrec.privacy.ledger import read_key_file
+
     node_config = context.node_config
     for key in ("data-path", "budget-epsilon"):
         if key not in node_config:
@@ -31,11 +43,9 @@ def node_from_context(context: Context) -> MerchantNode:
     merchants = sorted(frame["merchant_id"].astype(str).unique())
     if len(merchants) != 1:
         raise DataError(f"{data_path}: expected one merchant_id, found {len(merchants)}")
-    ledger_path = Path(
-        str(node_config.get("ledger-path") or data_path.with_suffix(".ledger.json"))
-    )
+    ledger_path = Path(str(node_config.get("ledger-path") or data_path.with_suffix(".ledger.json")))
     key_file = node_config.get("ledger-key-file")
-    key = Path(str(key_file)).read_bytes() if key_file else None
+    key = read_key_file(str(key_file)) if key_file else None
     config = loads_config(
         str(context.run_config.get("ecrec-config", "")), source="run config ecrec-config"
     )

@@ -41,6 +41,15 @@ class RoundOutcome:
         return self.state is None
 
 
+def check_weight(*, examples: int, secagg: bool, max_weight: float) -> None:
+    """Refuse before training (and before spending ε) if SecAgg+ would overflow."""
+    if secagg and examples > max_weight:
+        raise UpdateRejectedError(
+            f"{examples} examples exceed federation.max-weight={max_weight:g}; SecAgg+ "
+            "would overflow: raise max-weight on the server"
+        )
+
+
 def check_update(
     state: Mapping[str, np.ndarray],
     *,
@@ -60,11 +69,7 @@ def check_update(
             raise UpdateRejectedError(f"update has non-finite values in {name}")
     if not secagg:
         return
-    if examples > max_weight:
-        raise UpdateRejectedError(
-            f"{examples} examples exceed federation.max-weight={max_weight:g}; SecAgg+ "
-            "would overflow: raise max-weight on the server"
-        )
+    check_weight(examples=examples, secagg=secagg, max_weight=max_weight)
     ratio = examples / max_weight
     peak_name, peak = max(
         ((name, float(np.max(np.abs(a)))) for name, a in state.items() if a.size),
@@ -152,6 +157,8 @@ class MerchantNode:
             if not check.affordable:
                 return self._decline(server_round, check.reason, base)
 
+        fed = cfg.federation
+        check_weight(examples=len(self.frame), secagg=fed.secagg, max_weight=fed.max_weight)
         ranker = self.ranker
         ranker.load_adapter_state(global_state)
         result = train_local(
@@ -166,7 +173,6 @@ class MerchantNode:
                 round=server_round, noise_multiplier=sigma, sample_rate=sample_rate, steps=steps
             )
         state = ranker.adapter_state()
-        fed = cfg.federation
         check_update(
             state,
             examples=len(self.frame),

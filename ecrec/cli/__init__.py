@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecrec.cli.explain",
     "ecrec.cli.audit",
     "ecrec.cli.report",
+    "ecrec.cli.certs",
 )
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.client import Client, ClientApp, NumPyClient
 from flwr.common import Context
 
 from ecrec.federation.mods import optional_fixedclipping_mod, optional_secaggplus_mod
-from ecrec.node import MerchantNode
+
+if TYPE_CHECKING:  # the node pulls in torch/opacus; only messages that train need it
+    from ecrec.node import MerchantNode
 
 SERVER_ROUND = "server-round"
 PROXIMAL_MU = "proximal_mu"  # the key Flower's FedProx strategy sends

@@ -1,0 +1,411 @@
+"""TLS certificates and SuperNode keys for a deployment (no Flower import).
+
+Two independent trust mechanisms protect a deployment, and this module makes
+the files for both:
+
+* **TLS** (server authenticity, encryption): a private CA signs the server's
+  certificate; every merchant gets only ``ca.crt`` and so talks to the real
+  server and nobody else.
+* **Node authentication** (who may join): each merchant node has an EC key
+  pair. The server operator registers the *public* key; the private key never
+  leaves the merchant. Flower's SuperNode reads the private key in OpenSSH
+  format and ``flwr supernode register`` takes the public key in OpenSSH
+  format on a NIST curve, so both are written that way (P-384, as Flower's
+  docs use).
+
+Private keys are created with mode 0600 and existing files are never
+overwritten unless asked, so a re-run cannot silently replace a CA that
+merchants already trust.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ecrec.errors import EcrecError
+
+DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
+NODE_PRIVATE_SUFFIX, NODE_PUBLIC_SUFFIX = ".key", ".pub"
+#: Curves ``flwr supernode register`` accepts (NIST); P-384 is what we make.
+NIST_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+#: The CA outlives server certificates, so a server cert can be renewed without
+#: redistributing ``ca.crt`` to every merchant.
+CA_DAYS = 3650
+
+
+class CertsError(EcrecError):
+    """A certificate or key file is missing, unreadable or of the wrong kind."""
+
+
+@dataclass
+class CertBundle:
+    """The files one ``ecrec certs`` run wrote (for the summary and for tests)."""
+
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    hosts: tuple[str, ...]
+    nodes: list[tuple[Path, Path]] = field(default_factory=list)  # (private, public)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_file(path: Path, data: bytes, *, private: bool, force: bool) -> None:
+    """Write ``data``; private files are created 0600 from the start (no umask window)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if force and path.exists():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o600 if private else 0o644)
+    except FileExistsError:
+        raise CertsError(f"{path}: already exists (use --force to replace it)") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    if private:
+        os.chmod(path, 0o600)  # O_CREAT's mode is masked by umask; be explicit
+
+
+def _refuse_existing(paths: Iterable[Path], force: bool) -> None:
+    """Check every target before writing any, so a refusal leaves nothing half-made."""
+    if force:
+        return
+    for path in paths:
+        if path.exists():
+            raise CertsError(f"{path}: already exists (use --force to replace it)")
+
+
+def _pem_private(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ecrec"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _now() -> dt.datetime:
+    # Back-date a little so a node whose clock lags slightly still accepts the cert.
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+
+
+def make_ca(*, days: int = CA_DAYS) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA that may sign server certificates only (path length 0)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = _name("ecrec federation CA")
+    start = _now()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA384())
+    )
+    return key, cert
+
+
+def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """IP literals become IP SANs, everything else a DNS SAN (TLS checks the right kind)."""
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        host = host.strip().strip("[]")
+        if not host:
+            raise CertsError("--host: empty host name")
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            if any(c in host for c in " /:@"):
+                raise CertsError(
+                    f"--host: {host!r} is neither an IP address nor a DNS name"
+                ) from None
+            names.append(x509.DNSName(host))
+    return names
+
+
+def make_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    days: int = 825,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A TLS server certificate for ``hosts``, signed by the CA."""
+    if not hosts:
+        raise CertsError("the server certificate needs at least one --host")
+    key = ec.generate_private_key(ec.SECP384R1())
+    start = _now()
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA384())
+    )
+    return key, cert
+
+
+def make_node_key(comment: str = "") -> tuple[bytes, bytes]:
+    """One SuperNode key pair: (OpenSSH private key, OpenSSH public key line)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    if comment:
+        public += b" " + comment.encode("ascii", "replace")
+    return private, public + b"\n"
+
+
+def node_key_paths(prefix: Path) -> tuple[Path, Path]:
+    """``PREFIX.key`` (private, stays with the merchant) and ``PREFIX.pub`` (to the operator)."""
+    return (
+        prefix.with_name(prefix.name + NODE_PRIVATE_SUFFIX),
+        prefix.with_name(prefix.name + NODE_PUBLIC_SUFFIX),
+    )
+
+
+def write_node_key(prefix: Path, *, force: bool = False) -> tuple[Path, Path]:
+    """Create one node key pair at ``PREFIX.key`` / ``PREFIX.pub``."""
+    private_path, public_path = node_key_paths(prefix)
+    _refuse_existing((private_path, public_path), force)
+    private, public = make_node_key(comment=prefix.name)
+    _write_file(private_path, private, private=True, force=force)
+    _write_file(public_path, public, private=False, force=force)
+    return private_path, public_path
+
+
+def write_certs(
+    out: Path,
+    *,
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    nodes: int = 0,
+    days: int = 825,
+    force: bool = False,
+) -> CertBundle:
+    """CA, server certificate for ``hosts`` and ``nodes`` node key pairs under ``out``."""
+    if nodes < 0:
+        raise CertsError(f"--nodes must be >= 0, got {nodes}")
+    if days < 1:
+        raise CertsError(f"--days must be >= 1, got {days}")
+    # Loopback is always included: ecrec-server's own tools reach the SuperLink that way.
+    hosts = tuple(dict.fromkeys([*(h.strip() for h in hosts), *DEFAULT_HOSTS]))
+    _san_entries(hosts)  # refuse a bad host before anything is written
+    bundle = CertBundle(
+        ca_cert=out / CA_CERT,
+        ca_key=out / CA_KEY,
+        server_cert=out / SERVER_CERT,
+        server_key=out / SERVER_KEY,
+        hosts=hosts,
+        nodes=[node_key_paths(out / f"node-{i}") for i in range(1, nodes + 1)],
+    )
+    targets = [bundle.ca_cert, bundle.ca_key, bundle.server_cert, bundle.server_key]
+    _refuse_existing([*targets, *(p for pair in bundle.nodes for p in pair)], force)
+    ca_key, ca_cert = make_ca(days=max(days, CA_DAYS))
+    server_key, server_cert = make_server_cert(ca_key, ca_cert, hosts=hosts, days=days)
+    _write_file(bundle.ca_key, _pem_private(ca_key), private=True, force=force)
+    _write_file(
+        bundle.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False, force=force
+    )
+    _write_file(bundle.server_key, _pem_private(server_key), private=True, force=force)
+    _write_file(
+        bundle.server_cert,
+        server_cert.public_bytes(serialization.Encoding.PEM),
+        private=False,
+        force=force,
+    )
+    for i in range(1, nodes + 1):
+        write_node_key(out / f"node-{i}", force=force)
+    return bundle
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CertsError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise CertsError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
+def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
+    """A PEM certificate, or a one-line error naming the file."""
+    try:
+        return x509.load_pem_x509_certificate(_read(path, what))
+    except ValueError:
+        raise CertsError(f"{path}: not a PEM {what}") from None
+
+
+def check_ca_cert(path: Path) -> x509.Certificate:
+    """The CA certificate a node trusts (a CA, so a server cert given by mistake is caught)."""
+    cert = load_certificate(path, "CA certificate")
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise CertsError(f"{path}: not a CA certificate (give the CA's ca.crt, not server.crt)")
+    return cert
+
+
+def check_private_key_file(path: Path, what: str) -> None:
+    """A PEM private key that exists and is readable (TLS server key)."""
+    try:
+        serialization.load_pem_private_key(_read(path, what), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CertsError(f"{path}: not an unencrypted PEM {what}") from None
+
+
+def check_node_private_key(path: Path) -> None:
+    """The node's OpenSSH EC private key, as ``flower-supernode`` will load it."""
+    try:
+        key = serialization.load_ssh_private_key(_read(path, "node private key"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CertsError(
+            f"{path}: not an unencrypted OpenSSH private key (make one with "
+            "`ecrec certs node-key --out PREFIX`)"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertsError(f"{path}: node keys must be EC (NIST P-256/384/521), not {key_kind(key)}")
+
+
+def check_node_public_key(path: Path) -> str:
+    """The node's OpenSSH EC public key, as ``flwr supernode register`` will load it."""
+    data = _read(path, "node public key")
+    try:
+        key = serialization.load_ssh_public_key(data.strip())
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertsError(f"{path}: not an OpenSSH public key line") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in NIST_CURVES:
+        raise CertsError(f"{path}: node keys must be EC on a NIST curve (P-256/384/521)")
+    return data.decode("ascii", "replace").strip()
+
+
+def key_kind(key: object) -> str:
+    return type(key).__name__.removeprefix("_").replace("PrivateKey", "")
+
+
+def verify_server_cert(server_cert: Path, ca_cert: Path) -> x509.Certificate:
+    """Check that the CA signed the server certificate (catches mixed-up bundles)."""
+    server = load_certificate(server_cert, "server certificate")
+    ca = check_ca_cert(ca_cert)
+    public = ca.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise CertsError(f"{ca_cert}: expected an EC CA key")
+    hash_algorithm = server.signature_hash_algorithm
+    if hash_algorithm is None:
+        raise CertsError(f"{server_cert}: unsupported signature algorithm")
+    try:
+        public.verify(server.signature, server.tbs_certificate_bytes, ec.ECDSA(hash_algorithm))
+    except InvalidSignature:
+        raise CertsError(f"{server_cert}: was not signed by the CA in {ca_cert}") from None
+    return server
+
+
+def server_cert_hosts(cert: x509.Certificate) -> list[str]:
+    """The host names and IP addresses a server certificate is valid for."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*san.get_values_for_type(x509.DNSName)] + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+__all__ = [
+    "DEFAULT_HOSTS",
+    "CertBundle",
+    "CertsError",
+    "check_ca_cert",
+    "check_node_private_key",
+    "check_node_public_key",
+    "check_private_key_file",
+    "load_certificate",
+    "make_ca",
+    "make_node_key",
+    "make_server_cert",
+    "node_key_paths",
+    "server_cert_hosts",
+    "verify_server_cert",
+    "write_certs",
+    "write_node_key",
+]
