@@ -241,6 +241,9 @@ def section_from_mapping(cls: type, table: dict[str, Any], *, where: str) -> Any
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
+        if "_" in key and name in known:
+            kebab = key.replace("_", "-")
+            raise ConfigError(f"{where}.{key}: keys are kebab-case: write {kebab}")
         if name not in known:
             options = ", ".join(sorted(k.replace("_", "-") for k in known))
             raise ConfigError(f"{where}.{key}: unknown key (known: {options})")
@@ -257,7 +260,14 @@ def config_from_mapping(mapping: dict[str, Any], *, source: str = "<config>") ->
             raise ConfigError(f"{source}: unknown table [{key}] (known: {options})")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{key}] must be a table")
-        sections[key] = section_from_mapping(hints[key], table, where=f"{source}: {key}")
+        try:
+            sections[key] = section_from_mapping(hints[key], table, where=f"{source}: {key}")
+        except ConfigError as err:
+            message = str(err)
+            # Range checks in __post_init__ don't know the file: add it.
+            raise ConfigError(
+                message if message.startswith(source) else f"{source}: {message}"
+            ) from None
     return RunConfig(**sections)
 
 

@@ -15,6 +15,7 @@ good version in place.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -131,10 +132,9 @@ class RunFolder:
     ) -> Path:
         """Save the global adapter after ``server_round`` and the server state."""
         path = self.checkpoint_path(server_round)
-        tmp = path.with_suffix(".tmp.npz")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, **{name: np.asarray(a, dtype=np.float32) for name, a in state.items()})
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in state.items()})
+        atomic_write_bytes(path, buffer.getvalue())
         atomic_write_json(self.checkpoints / SERVER_STATE, {**server_state, "round": server_round})
         return path
 

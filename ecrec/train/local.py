@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
@@ -102,7 +103,11 @@ def plan_round(n_examples: int, config: TrainConfig) -> tuple[float, int]:
     sample_rate = min(1.0, config.batch_size / n_examples)
     if config.local_steps is not None:
         return sample_rate, int(config.local_steps)
-    return sample_rate, max(1, math.ceil(config.local_epochs / sample_rate))
+    # Exact rational arithmetic: 1 / (1/49) is 49.000000000000001 in floats, and
+    # an extra step would spend ε nobody planned for.
+    epochs = Fraction(config.local_epochs).limit_denominator(1_000_000)
+    steps_per_epoch = Fraction(n_examples, min(config.batch_size, n_examples))
+    return sample_rate, max(1, math.ceil(epochs * steps_per_epoch))
 
 
 class _LogitsModule:
