@@ -68,3 +68,31 @@ def test_bad_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     )
     assert code == 2
     assert "data folder not found" in _err(capsys)
+
+
+def test_train_command_spends_and_then_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from ecrec.data.synth import SynthConfig, synthesize, write_marketplace
+    from ecrec.privacy.ledger import PrivacyLedger
+
+    market = synthesize(SynthConfig(merchants=2, queries_per_merchant=12, validation_queries=5))
+    write_marketplace(market, tmp_path / "mkt")
+    tiny = str(ROOT / "configs" / "tiny.toml")
+    args = ["train", "--config", tiny, "--data", str(tmp_path / "mkt" / "merchant_m00.parquet")]
+    out = tmp_path / "m00.npz"
+    assert main([*args, "--out", str(out), "--budget-epsilon", "2"]) == 0
+    with np.load(out) as adapters:
+        assert len(adapters.files) > 0
+    ledger = PrivacyLedger.load(tmp_path / "m00.ledger.json")
+    assert 0 < ledger.spent_epsilon() <= 2.0
+    spent = ledger.spent_epsilon()
+    capsys.readouterr()
+    # A budget below what is already spent: the node refuses and records nothing.
+    assert main([*args, "--out", str(out), "--budget-epsilon", f"{spent / 2}"]) != 0
+    err = _err(capsys)
+    assert "unreachable" in err and err.count("\n") == 0
+    after = PrivacyLedger.load(tmp_path / "m00.ledger.json")
+    assert after.rounds == [1] and after.spent_epsilon() == spent

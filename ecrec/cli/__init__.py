@@ -20,6 +20,7 @@ from ecrec.errors import EcrecError
 COMMAND_MODULES: tuple[str, ...] = (
     "ecrec.cli.data",
     "ecrec.cli.privacy",
+    "ecrec.cli.train",
     "ecrec.cli.simulate",
     "ecrec.cli.explain",
     "ecrec.cli.audit",

@@ -169,3 +169,27 @@ def test_tiny_budget_merchant_declines_and_run_finishes(tmp_path: Path) -> None:
             info["epsilon_spent"], rel=1e-9
         )
     assert (out / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "label"),
+    [
+        ({"strategy": "fedprox", "proximal_mu": 0.5}, "fedprox"),
+        ({"strategy": "fedadam", "server_learning_rate": 0.01}, "fedadam"),
+        ({"client_dp": True, "client_clipping_norm": 0.5, "client_noise_multiplier": 0.1}, "cdp"),
+    ],
+)
+def test_strategies_and_client_level_dp_run_under_secagg(
+    tmp_path: Path, changes: dict[str, Any], label: str
+) -> None:
+    config = _tiny(rounds=1).replace("federation", **changes)
+    out = tmp_path / label
+    summary = simulate(config, out=out)
+    assert [r["round"] for r in summary.rounds] == [0, 1]
+    run = RunFolder(out)
+    initial, after = run.load_checkpoint(0), run.load_checkpoint(1)
+    assert initial.keys() == after.keys()
+    assert all(np.all(np.isfinite(a)) for a in after.values())
+    moved = max(float(np.max(np.abs(after[k] - initial[k]))) for k in after)
+    assert moved > 1e-4, f"{label}: the global adapter did not change in round 1"
+    assert summary.rounds[1]["clients"] == 2

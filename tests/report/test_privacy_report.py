@@ -38,8 +38,12 @@ def _run_folder(tmp_path: Path, *, budgets: dict[str, float]) -> Path:
                 ledger.record_round(
                     round=server_round, noise_multiplier=sigma, sample_rate=q, steps=steps
                 )
-                report = {"declined": 0, "steps": steps, "noise_multiplier": sigma,
-                          "sample_rate": q}
+                report = {
+                    "declined": 0,
+                    "steps": steps,
+                    "noise_multiplier": sigma,
+                    "sample_rate": q,
+                }
             else:
                 ledger.record_decline(round=server_round, reason=check.reason)
                 report = {"declined": 1, "steps": 0, "decline_reason": check.reason}
@@ -101,7 +105,9 @@ def test_written_files_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     run = _run_folder(tmp_path, budgets={"m00": 50.0, "m01": 50.0})
     _, paths = write_privacy_report(run)
     assert [p.name for p in paths] == [
-        "privacy_report.json", "privacy_report.md", "privacy_report.png"
+        "privacy_report.json",
+        "privacy_report.md",
+        "privacy_report.png",
     ]
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["privacy", "report", str(run)]) == 0
