@@ -171,12 +171,12 @@ def test_ndcg_bounds_perfect_and_worst(case, gain):
 def test_ndcg_invariant_to_monotone_transforms(case):
     rel, scores, k = case
     base = ndcg_at_k(rel, scores, k)
-    # Dense ranks keep exactly the same ties; cubing is strictly increasing.
+    # Dense ranks (non-linear) keep exactly the same ties; scaling by a power of
+    # two is exact in floating point, so it can neither create nor break ties
+    # (cubing did: subnormal scores underflowed into ties).
     ranks = pd.Series(scores).rank(method="dense").to_numpy()
     assert ndcg_at_k(rel, ranks, k) == base
-    cubed = scores**3 + 7.0
-    assume(len(set(cubed.tolist())) == len(set(scores.tolist())))  # no ties created by rounding
-    assert ndcg_at_k(rel, cubed, k) == base
+    assert ndcg_at_k(rel, np.ldexp(scores, 5), k) == base
 
 
 @settings(max_examples=150, deadline=None)
