@@ -19,7 +19,8 @@ g. FFA-LoRA against LoRA under DP at ε=1 and ε=8.
 
 Federated runs use an in-process FedAvg loop: each round every merchant starts
 from the global adapter, runs ``train_local`` exactly as ``ecrec.node`` does
-(same TrainConfig every round), and the new global adapter is the
+(with a distinct, repeatable sampling/noise seed per merchant and round, where
+real nodes draw fresh entropy), and the new global adapter is the
 example-weighted mean of their adapter states. That mean is what SecAgg+
 computes; the federation tests prove the SecAgg+ aggregate equals it within
 1e-4. DP noise per merchant is calibrated as the node does it:
