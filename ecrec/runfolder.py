@@ -18,14 +18,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ecrec.atomic import atomic_write_bytes
 from ecrec.errors import EcrecError
 
 CHECKPOINTS = "checkpoints"
@@ -51,28 +50,6 @@ def _clean(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _clean(value.item())
     return value
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + ``os.replace``: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide reports from others
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -175,3 +152,23 @@ class RunFolder:
             return None
         server_round = int(server_state["round"])
         return server_round, self.load_checkpoint(server_round), server_state
+
+
+def format_round_line(record: Mapping[str, Any], *, k: int) -> str:
+    """One console line for a ``metrics.jsonl`` record (simulation and server alike)."""
+
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    line = (
+        f"round {record['round']}: ndcg@{k}={fmt(record.get(f'ndcg@{k}'))} "
+        f"mrr@{k}={fmt(record.get(f'mrr@{k}'))} auc={fmt(record.get('auc'))}"
+    )
+    eps = ", ".join(f"{m}={v:.2f}" for m, v in sorted((record.get("epsilon") or {}).items()) if v)
+    if eps:
+        line += f"  ε: {eps}"
+    if record.get("declined"):
+        line += f"  declined: {', '.join(record['declined'])}"
+    if record.get("fairness_flags"):
+        line += f"  fairness flags: {record['fairness_flags']}"
+    return line

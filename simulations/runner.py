@@ -24,7 +24,7 @@ from ecrec.data.schema import MERCHANT_FILE_PATTERN, VALIDATION_FILE
 from ecrec.data.synth import SynthConfig, synthesize, write_marketplace
 from ecrec.errors import EcrecError
 from ecrec.node import MerchantNode
-from ecrec.runfolder import RunFolder
+from ecrec.runfolder import RunFolder, format_round_line
 
 
 @dataclass
@@ -113,19 +113,7 @@ def simulate(
 
     def on_round(record: dict[str, Any]) -> None:
         progress.advance(task)
-        k = config.evaluation.k
-        eps = ", ".join(f"{m}={v:.2f}" for m, v in sorted(record["epsilon"].items()) if v)
-        progress.console.print(
-            f"round {record['round']}: ndcg@{k}={record[f'ndcg@{k}']:.4f} "
-            f"mrr@{k}={record[f'mrr@{k}']:.4f} auc={_fmt(record['auc'])}"
-            + (f"  ε: {eps}" if eps else "")
-            + (f"  declined: {', '.join(record['declined'])}" if record["declined"] else "")
-            + (
-                f"  fairness flags: {record['fairness_flags']}"
-                if record.get("fairness_flags")
-                else ""
-            )
-        )
+        progress.console.print(format_round_line(record, k=config.evaluation.k))
 
     plan.recorder.on_round = on_round
     server_app = ServerApp()

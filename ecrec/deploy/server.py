@@ -51,7 +51,7 @@ from ecrec.deploy.flower import (
 from ecrec.deploy.net import Address, parse_address
 from ecrec.deploy.processes import Child, Interrupted, Supervisor, port_in_use
 from ecrec.errors import ConfigError, EcrecError
-from ecrec.runfolder import RunFolder, atomic_write_json
+from ecrec.runfolder import RunFolder, atomic_write_json, format_round_line
 
 #: SecAgg+ needs an upper bound on any node's example count and the server
 #: cannot see the nodes' data, so deployments use this unless configured.
@@ -549,22 +549,6 @@ def _wait_for_nodes(
     console.print(f"{online} merchant node(s) online")
 
 
-def _round_line(record: dict[str, Any], k: int) -> str:
-    def fmt(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
-    eps = ", ".join(f"{m}={v:.2f}" for m, v in sorted((record.get("epsilon") or {}).items()) if v)
-    line = (
-        f"round {record['round']}: ndcg@{k}={fmt(record.get(f'ndcg@{k}'))} "
-        f"mrr@{k}={fmt(record.get(f'mrr@{k}'))} auc={fmt(record.get('auc'))}"
-    )
-    if eps:
-        line += f"  ε: {eps}"
-    if record.get("declined"):
-        line += f"  declined: {', '.join(record['declined'])}"
-    return line
-
-
 def _follow_run(
     flwr: FlowerCli,
     superlink: Child,
@@ -610,7 +594,7 @@ def _follow_run(
                         if number in wanted and number not in seen:
                             seen.add(number)
                             progress.advance(task)
-                            progress.console.print(_round_line(record, config.evaluation.k))
+                            progress.console.print(format_round_line(record, k=config.evaluation.k))
                     last_mtime = mtime
             # `flwr ls` costs a Python start-up (~1 s of CPU, which the nodes need too):
             # ask often only once every round is recorded and the end is near.
@@ -665,7 +649,7 @@ def summary_lines(result: ServerResult, *, k: int = 10) -> list[str]:
     ]
     if result.rounds:
         last = max(result.rounds, key=lambda r: r["round"])
-        lines.append(f"  final model: {_round_line(last, k)}")
+        lines.append(f"  final model: {format_round_line(last, k=k)}")
     merchants = (result.privacy or {}).get("merchants", {})
     for mid, entry in sorted(merchants.items()):
         spent = entry.get("epsilon_spent")

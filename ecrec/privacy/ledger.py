@@ -34,13 +34,11 @@ lose a round).
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +49,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ecrec.atomic import atomic_write_bytes
 from ecrec.errors import BudgetExceededError, ConfigError, LedgerCorruptError, PrivacyError
 from ecrec.privacy.accounting import (
     ACCOUNTANTS,
@@ -139,35 +138,6 @@ def _is_int(value: Any) -> bool:
 
 def _close(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= EPSILON_RTOL * max(abs(a), abs(b))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 # --------------------------------------------------------------------------- #
@@ -533,7 +503,7 @@ class PrivacyLedger:
                 "(another process using it?); reopen it before recording"
             )
         try:
-            _atomic_write(self._path, data)
+            atomic_write_bytes(self._path, data, mode=0o600)  # private to the node
         except OSError as err:
             raise PrivacyError(
                 f"cannot write privacy ledger {self._path}: {err}; nothing was recorded"
