@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import types
 from dataclasses import MISSING, fields
-from typing import Any, NoReturn
+from typing import Any
+
+from ecrec.cli.args import one_line_errors, round_number
 
 _EXAMPLE = "example: ecrec audit runs/20260101-120000 --by user_segment,merchant_tier --threshold 0"
-
-
-def _one_line_error(self: argparse.ArgumentParser, message: str) -> NoReturn:
-    """Bad arguments: one line on stderr and exit 2, without the usage block."""
-    self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _columns(text: str) -> tuple[str, ...]:
@@ -28,16 +24,6 @@ def _columns(text: str) -> tuple[str, ...]:
     if not columns:
         raise argparse.ArgumentTypeError("expected comma-separated column names")
     return columns
-
-
-def _round(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a round number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a round number >= 0, got {text!r}")
-    return value
 
 
 def _finite(text: str) -> float:
@@ -62,10 +48,14 @@ def register(subparsers: Any) -> None:
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.error = types.MethodType(_one_line_error, parser)  # type: ignore[method-assign]
+    one_line_errors(parser)
     parser.add_argument("run", metavar="RUN", help="run folder (from ecrec simulate or the server)")
     parser.add_argument(
-        "--round", type=_round, default=None, metavar="R", help="checkpoint round (default: last)"
+        "--round",
+        type=round_number,
+        default=None,
+        metavar="R",
+        help="checkpoint round (default: last)",
     )
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
     # One option per AuditConfig field, with the field's own help text.

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
-from typing import Any, NoReturn
+from typing import Any
+
+from ecrec.cli.args import one_line_errors, round_number
 
 _EXAMPLE = "example: ecrec explain runs/20260101-120000 --queries 5 --top-k 3"
-
-
-def _one_line_error(self: argparse.ArgumentParser, message: str) -> NoReturn:
-    """Bad arguments: one line on stderr and exit 2, without the usage block."""
-    self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _positive(text: str) -> int:
@@ -28,16 +24,6 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _round(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a round number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a round number >= 0, got {text!r}")
     return value
 
 
@@ -53,7 +39,7 @@ def register(subparsers: Any) -> None:
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.error = types.MethodType(_one_line_error, parser)  # type: ignore[method-assign]
+    one_line_errors(parser)
     parser.add_argument("run", metavar="RUN", help="run folder (from ecrec simulate or the server)")
     parser.add_argument(
         "--queries", type=_positive, default=5, metavar="N", help="validation queries to sample"
@@ -62,7 +48,11 @@ def register(subparsers: Any) -> None:
         "--top-k", type=_positive, default=3, metavar="K", help="top products explained per query"
     )
     parser.add_argument(
-        "--round", type=_round, default=None, metavar="R", help="checkpoint round (default: last)"
+        "--round",
+        type=round_number,
+        default=None,
+        metavar="R",
+        help="checkpoint round (default: last)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="query sampling seed")
     parser.add_argument(

@@ -9,23 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
-from typing import Any, NoReturn
+from typing import Any
 
-
-def _one_line_error(self: argparse.ArgumentParser, message: str) -> NoReturn:
-    """Bad arguments: one line on stderr and exit 2, without the usage block."""
-    self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _quiet(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.error = types.MethodType(_one_line_error, parser)  # type: ignore[method-assign]
-    return parser
+from ecrec.cli.args import one_line_errors
 
 
 def register(subparsers: Any) -> None:
     """Add ``privacy plan``, ``privacy show`` and ``privacy report`` to the parser."""
-    privacy = _quiet(
+    privacy = one_line_errors(
         subparsers.add_parser(
             "privacy",
             help="privacy budgets: plan a configuration, inspect a node's ledger",
@@ -34,7 +25,7 @@ def register(subparsers: Any) -> None:
     )
     commands = privacy.add_subparsers(dest="privacy_command", metavar="SUBCOMMAND", required=True)
 
-    plan = _quiet(
+    plan = one_line_errors(
         commands.add_parser(
             "plan",
             help="the ε a training configuration will cost (or the noise a target ε needs)",
@@ -76,7 +67,7 @@ def register(subparsers: Any) -> None:
     )
     plan.set_defaults(handler=_plan)
 
-    show = _quiet(
+    show = one_line_errors(
         commands.add_parser(
             "show",
             help="summarise a node's privacy ledger",
@@ -87,7 +78,7 @@ def register(subparsers: Any) -> None:
     show.add_argument("--key-file", metavar="F", help="key file, for an encrypted ledger")
     show.set_defaults(handler=_show)
 
-    report = _quiet(
+    report = one_line_errors(
         commands.add_parser(
             "report",
             help="every merchant's ε per round in a run (JSON, Markdown and a plot)",
