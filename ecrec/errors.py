@@ -40,3 +40,16 @@ class LedgerCorruptError(PrivacyError):
     """A privacy ledger failed its integrity check; the node must not train."""
 
     exit_code = 4
+
+
+class LedgerMissingError(PrivacyError):
+    """A privacy ledger (or its rollback anchor) is not there; the node must not train.
+
+    Never answered by starting a fresh ledger: that would grant a fresh budget.
+    """
+
+    exit_code = 4
+
+
+class LedgerExistsError(PrivacyError):
+    """``ecrec privacy init`` refuses to start a ledger over an existing ledger or anchor."""
