@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ecrec.cli.args import one_line_errors
 
 
 def register(subparsers: Any) -> None:
-    """Add ``privacy plan``, ``privacy show`` and ``privacy report`` to the parser."""
+    """Add ``privacy plan``, ``privacy init``, ``privacy show`` and ``privacy report``."""
     privacy = one_line_errors(
         subparsers.add_parser(
             "privacy",
@@ -67,15 +69,25 @@ def register(subparsers: Any) -> None:
     )
     plan.set_defaults(handler=_plan)
 
+    _register_init(commands)
+
     show = one_line_errors(
         commands.add_parser(
             "show",
             help="summarise a node's privacy ledger",
-            description="Verify a privacy ledger and print its summary as JSON.",
+            description=(
+                "Verify a privacy ledger (seal, every ε, anchor) and print its summary as JSON. "
+                "Read-only."
+            ),
         )
     )
     show.add_argument("ledger", metavar="LEDGER", help="path to the ledger file")
-    show.add_argument("--key-file", metavar="F", help="key file, for an encrypted ledger")
+    show.add_argument(
+        "--key-file", metavar="F", required=True, help="the ledger's key file (node secret)"
+    )
+    show.add_argument(
+        "--anchor", metavar="A", help="the ledger's anchor (default: the key file + .anchor)"
+    )
     show.set_defaults(handler=_show)
 
     report = one_line_errors(
@@ -91,6 +103,125 @@ def register(subparsers: Any) -> None:
     )
     report.add_argument("run", metavar="RUN", help="run folder")
     report.set_defaults(handler=_report)
+
+
+def _register_init(commands: Any) -> None:
+    """``privacy init``: the merchant's explicit act that starts (or re-anchors) a ledger."""
+    init = one_line_errors(
+        commands.add_parser(
+            "init",
+            help="create a node's privacy ledger, key file and anchor (or --reanchor one)",
+            description=(
+                "Create a privacy ledger with its budget, a key file (32 random bytes, mode "
+                "0600) unless it exists, and the rollback anchor. Refuses if the ledger or "
+                "anchor exists. Keep the key file and anchor on other storage than the ledger. "
+                "With --reanchor: give a verified ledger whose anchor is lost a new anchor "
+                "(only if you know the ledger is current)."
+            ),
+        )
+    )
+    init.add_argument("--ledger", type=Path, required=True, metavar="PATH", help="ledger file")
+    init.add_argument("--merchant", required=True, metavar="ID", help="merchant id")
+    init.add_argument("--key-file", type=Path, required=True, metavar="PATH", help="node secret")
+    init.add_argument(
+        "--anchor", type=Path, metavar="PATH", help="anchor file (default: the key file + .anchor)"
+    )
+    init.add_argument("--budget-epsilon", type=float, metavar="E", help="privacy budget ε")
+    init.add_argument("--delta", type=float, metavar="D", help="δ (default: 1e-5)")
+    init.add_argument(
+        "--accountant", metavar="A", help="privacy accountant (default: ecrec's default)"
+    )
+    init.add_argument(
+        "--unit",
+        choices=("user", "row"),
+        help="privacy unit: user (all of a shopper's rows) or row (default: row, which never "
+        "claims more than it knows)",
+    )
+    init.add_argument(
+        "--encrypt", action="store_true", default=None, help="encrypt the ledger (Fernet)"
+    )
+    init.add_argument(
+        "--reanchor", action="store_true", help="re-anchor an existing ledger whose anchor is lost"
+    )
+    init.set_defaults(handler=_init)
+
+
+def _default_accountant() -> str:
+    """The accountant ecrec uses when none is named (read from the accounting API itself,
+    so this follows a change of the project default)."""
+    import inspect
+
+    from ecrec.privacy.accounting import epsilon_for_history
+
+    return inspect.signature(epsilon_for_history).parameters["accountant"].default
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ecrec.errors import ConfigError
+    from ecrec.privacy.ledger import PrivacyLedger
+
+    if args.reanchor:
+        extra = [
+            flag
+            for flag, value in (
+                ("--budget-epsilon", args.budget_epsilon),
+                ("--delta", args.delta),
+                ("--accountant", args.accountant),
+                ("--unit", args.unit),
+                ("--encrypt", args.encrypt),
+            )
+            if value is not None
+        ]
+        if extra:
+            raise ConfigError(f"--reanchor keeps the ledger as it is; drop {', '.join(extra)}")
+        ledger = PrivacyLedger.reanchor(
+            args.ledger, key_file=args.key_file, merchant_id=args.merchant, anchor_path=args.anchor
+        )
+        print(
+            f"re-anchored privacy ledger {ledger.path} (merchant {ledger.merchant_id}, "
+            f"{len(ledger.rounds)} rounds, ε={ledger.spent_epsilon():.6g} under "
+            f"{ledger.accountant}, δ={ledger.delta:g}, per {ledger.unit}) with new anchor "
+            f"{ledger.anchor_path}"
+        )
+        return 0
+    if args.budget_epsilon is None:
+        raise ConfigError("--budget-epsilon is required (unless --reanchor)")
+    key_existed = args.key_file.exists()
+    ledger = PrivacyLedger.init(
+        args.ledger,
+        merchant_id=args.merchant,
+        budget_epsilon=args.budget_epsilon,
+        delta=1e-5 if args.delta is None else args.delta,
+        accountant=args.accountant or _default_accountant(),
+        unit=args.unit or "row",
+        key_file=args.key_file,
+        anchor_path=args.anchor,
+        encrypt=bool(args.encrypt),
+    )
+    print(
+        f"created privacy ledger {ledger.path}: merchant {ledger.merchant_id}, budget "
+        f"ε={ledger.budget_epsilon:g} (δ={ledger.delta:g}, accountant {ledger.accountant}, "
+        f"per {ledger.unit}){', encrypted' if ledger.encrypted else ''}"
+    )
+    if key_existed:
+        print(f"used existing key file {args.key_file}")
+    else:
+        print(f"created key file {args.key_file} (32 random bytes, mode 0600)")
+    print(f"created anchor {ledger.anchor_path}")
+    if _same_device(ledger.path, ledger.anchor_path):
+        print(
+            "note: the anchor is on the same file system as the ledger; keep the key file and "
+            "anchor on other storage, or restoring that storage rolls both back undetected",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a.parent).st_dev == os.stat(b.parent).st_dev
+    except OSError:
+        return False
 
 
 def _print_json(obj: Any) -> None:
@@ -115,10 +246,12 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ecrec.privacy.ledger import PrivacyLedger, read_key_file
+    from ecrec.privacy.ledger import PrivacyLedger
 
-    key = read_key_file(args.key_file) if args.key_file else None
-    _print_json(PrivacyLedger.load(args.ledger, key=key).summary())
+    ledger = PrivacyLedger.load(
+        args.ledger, key_file=Path(args.key_file), anchor_path=args.anchor and Path(args.anchor)
+    )
+    _print_json(ledger.summary())
     return 0
 
 
