@@ -276,17 +276,22 @@ class PrivacyLedger:
     def _commit(self, change: _Change) -> None:
         """Apply ``change`` to the ledger as it is on disk, under the exclusive lock:
         re-read and verify, then write the ledger as the next write (``seq`` + 1),
-        then advance the anchor. ``change`` must not modify the state it is given."""
+        then advance the anchor. ``change`` must not modify the state it is given.
+
+        Beyond the anchor, the process remembers the write it last saw: a disk state
+        older than it, or another version of it (ledger *and* anchor swapped for a fork),
+        is refused instead of silently adopted."""
         with ledger_lock(self._paths.ledger, exclusive=True):
             current = read_ledger(self._paths, self._keys, known=self._snap)
             disk, mine = current.state.payload, self._snap.state.payload
             if disk["ledger_id"] != mine["ledger_id"]:
                 raise ledger_corrupt(self._paths.ledger, "it was replaced by another ledger")
-            if disk["seq"] < mine["seq"]:
+            forked = disk["seq"] == mine["seq"] and current.raw != self._snap.raw
+            if disk["seq"] < mine["seq"] or forked:
                 raise ledger_corrupt(
                     self._paths.ledger,
-                    f"rolled back under a running node: write {disk['seq']} on disk after "
-                    f"write {mine['seq']} was seen",
+                    f"rolled back or forked under a running node: write {disk['seq']} on disk "
+                    f"is not the write {mine['seq']} this process saw, or a later one",
                 )
             check_anchor(self._paths, self._keys, current, roll_forward=True)
             self._snap = current

@@ -366,6 +366,25 @@ def test_forked_ledger_is_refused(files, tmp_path):
     assert_refused_and_untouched(files, match="forked")
 
 
+def test_a_running_node_notices_a_fork_even_with_its_anchor(files, tmp_path):
+    """Ledger and anchor both swapped for another branch of the same write: the anchor
+    agrees, but the node remembers which write it saw and would otherwise forget it."""
+    init_ledger(files, rounds=SPENDS[:1])
+    saved = tmp_path / "saved"
+    shutil.copytree(files.ledger.parents[1], saved / "data")
+    shutil.copytree(files.key_file.parent, saved / "secrets")
+    node = files.open()
+    node.record_round(round=2, **SPENDS[1])
+    for name in ("data", "secrets"):  # the attack: restore both, write a cheaper round 2
+        shutil.rmtree(tmp_path / name)
+        shutil.copytree(saved / name, tmp_path / name)
+    files.open().record_round(round=2, **CHEAP_ROUND)
+    before = tree(tmp_path)
+    with pytest.raises(LedgerCorruptError, match="forked under a running node"):
+        node.record_round(round=3, **SPENDS[2])
+    assert tree(tmp_path) == before
+
+
 def test_rollback_of_ledger_and_anchor_together_is_the_documented_limit(files, tmp_path):
     """Not a defence: restoring ledger, key and anchor together cannot be seen locally
     (module docstring). This pins the limit so a change to it is noticed."""
