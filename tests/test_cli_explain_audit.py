@@ -91,9 +91,12 @@ def test_audit_prints_groups_and_records_the_round(
     assert code == 0, err
     assert "round 1:" in out and "user_segment" in out and "merchant_tier" in out
     assert "ndcg@10" in out and "provider exposure" in out
-    assert "no fairness flags" in out or "FAIRNESS FLAG" in out
+    # 10 validation queries are far below min-queries-per-group (30): nothing is compared.
+    assert "ndcg@10_gap - (CI -, max 0.1): too few queries" in out
+    assert "no fairness flags" in out
     data = json.loads((run_dir / "fairness.json").read_text())
     assert [r["round"] for r in data["rounds"]] == [1]
+    assert data["latest"]["status_counts"]["too few queries"] >= 4
     assert data["latest"]["round"] == 1
 
     code, out, _ = run(
@@ -115,13 +118,14 @@ def test_audit_prints_flags_and_still_exits_zero(
 ) -> None:
     # An impossible threshold: any difference at all in selection rates is flagged.
     code, out, _ = run(
-        capsys, "audit", str(run_dir), "--min-group-queries", "1", "--threshold", "-0.5",
+        capsys, "audit", str(run_dir), "--min-queries-per-group", "2", "--threshold", "-0.5",
         "--max-ndcg-gap", "0", "--device", "cpu",
     )  # fmt: skip
     assert code == 0
-    assert "FAIRNESS FLAG" in out and "FLAG " in out
+    assert "FAIRNESS FLAG" in out and "FLAG " in out and "CI " in out
     data = json.loads((run_dir / "fairness.json").read_text())
     assert data["latest"]["flags"]
+    assert all(f["ci"][0] > f["threshold"] for f in data["latest"]["flags"])
 
 
 # -- explain ------------------------------------------------------------------------

@@ -2,17 +2,19 @@
 
 Scores the run's validation shard (the same queries the server evaluates) with
 a round's global adapter, audits the ranking (shopper groups and provider
-exposure, see :mod:`ecrec.fairness.audit`), records it in ``fairness.json``
-for that round and prints per-group tables and any flags. Flags are findings,
-not failures: the exit code is 0 either way.
+exposure, see :mod:`ecrec.fairness`), records it in ``fairness.json`` for
+that round and prints per-group tables, each comparison with its bootstrap
+interval and verdict, and any flags. Flags are findings, not failures: the exit
+code is 0 either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import typing
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, Literal
 
 from ecrec.cli.args import one_line_errors, round_number
 
@@ -37,14 +39,16 @@ def _finite(text: str) -> float:
 
 
 def register(subparsers: Any) -> None:
-    from ecrec.fairness.audit import AuditConfig
+    from ecrec.fairness import AuditConfig
 
     parser = subparsers.add_parser(
         "audit",
         help="fairness audit of a run's global ranker (fairlearn)",
         description="Score the run's validation shard with a round's global ranker, compare "
-        "shopper groups (ndcg, selection rate, TPR/FPR) and provider exposure against "
-        "thresholds, and record the result in fairness.json. Exit 0 even when flags are raised.",
+        "shopper groups (ndcg, precision, selection rate, TPR/FPR) and provider exposure "
+        "against thresholds with bootstrap intervals over queries, and record the result in "
+        "fairness.json. A comparison is flagged only when its whole interval is beyond the "
+        "threshold. Exit 0 even when flags are raised.",
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,33 +63,22 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
     # One option per AuditConfig field, with the field's own help text.
+    hints = typing.get_type_hints(AuditConfig)
     for f in fields(AuditConfig):
         option = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": None}
         if f.name == "by":
-            parser.add_argument(
-                option,
-                type=_columns,
-                default=None,
-                metavar="COL[,COL]",
-                help=f"{f.metadata['help']} (default: {','.join(default)})",
-            )
-        elif f.type in ("int", int):
-            parser.add_argument(
-                option,
-                type=int,
-                default=None,
-                metavar="N",
-                help=f"{f.metadata['help']} (default: {default})",
-            )
+            kwargs.update(type=_columns, metavar="COL[,COL]")
+            default = ",".join(default)
+        elif typing.get_origin(hint) is Literal:
+            kwargs.update(choices=typing.get_args(hint))
+        elif hint is int:
+            kwargs.update(type=int, metavar="N")
         else:
-            parser.add_argument(
-                option,
-                type=_finite,
-                default=None,
-                metavar="X",
-                help=f"{f.metadata['help']} (default: {default})",
-            )
+            kwargs.update(type=_finite, metavar="X")
+        parser.add_argument(option, help=f"{f.metadata['help']} (default: {default})", **kwargs)
     parser.set_defaults(handler=run)
 
 
@@ -97,13 +90,88 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
     return str(value)
 
 
+def _ci(interval: Any, pattern: str = "{:.3f}") -> str:
+    if not interval:
+        return "-"
+    return f"{pattern.format(interval[0])}..{pattern.format(interval[1])}"
+
+
+_STYLE = {"flag": "[bold red]flag[/]", "inconclusive": "[yellow]inconclusive[/]"}
+
+
+def _print_column(out: Any, column: str, result: dict[str, Any], config: Any) -> None:
+    from rich.table import Table
+
+    k = config.k
+    table = Table(title=f"{column}", title_justify="left")
+    for name in ("group", "queries", f"ndcg@{k}", f"precision@{k}", "sel. rate", "TPR", "FPR"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+    for group, row in result["by_group"].items():
+        table.add_row(
+            group + ("" if row["enough_queries"] else " *"),
+            str(row["queries"]),
+            _fmt(row[f"ndcg@{k}"]),
+            _fmt(row[f"precision@{k}"]),
+            _fmt(row["selection_rate"]),
+            _fmt(row["tpr"]),
+            _fmt(row["fpr"]),
+        )
+    out.print(table)
+    for metric, comparison in result["comparisons"].items():
+        status = comparison["status"]
+        out.print(
+            f"  {metric} {_fmt(comparison['value'])} "
+            f"(CI {_ci(comparison['ci'])}, max {comparison['threshold']}): "
+            + _STYLE.get(status, status)
+        )
+    if result["mixed_queries"]:
+        out.print(f"  {result['mixed_queries']} queries mix several {column} values")
+    if not all(row["enough_queries"] for row in result["by_group"].values()):
+        out.print(f"  * fewer than {config.min_queries_per_group} queries: not compared")
+
+
+def _print_provider(out: Any, provider: dict[str, Any], config: Any) -> None:
+    k = config.k
+    out.print(
+        f"provider exposure (top {k}, attention {provider['attention']}, "
+        f"{provider['queries_considered']} queries showing both tiers):"
+    )
+    for group, row in provider["by_group"].items():
+        out.print(
+            f"  {group}: {_fmt(row['exposure_share'], '{:.1%}')} of exposure / "
+            f"{_fmt(row['target_share'], '{:.1%}')} merited; ratio "
+            f"{_fmt(row['exposure_ratio'], '{:.2f}')} (CI {_ci(row['ci'], '{:.2f}')}): "
+            + _STYLE.get(row["status"], row["status"])
+        )
+    out.print(
+        f"  all queries: ratio {_fmt(provider['exposure_ratio_all_queries'], '{:.2f}')}"
+        f" for {provider['protected']}"
+    )
+    if provider["note"]:
+        out.print(f"  note: {provider['note']}")
+    merchants = provider["merchants"]
+    if merchants and merchants["by_group"]:
+        rows = merchants["by_group"]
+        counts = {s: sum(r["status"] == s for r in rows.values()) for s in _STYLE}
+        judged = {m: r for m, r in rows.items() if r["exposure_ratio"] is not None}
+        lowest = min(judged, key=lambda m: judged[m]["exposure_ratio"], default=None)
+        out.print(
+            f"  merchants: {len(rows)} in {merchants['queries_considered']} multi-merchant "
+            f"queries; {counts['flag']} flagged, {counts['inconclusive']} inconclusive"
+            + (
+                f"; lowest ratio {lowest} {judged[lowest]['exposure_ratio']:.2f}"
+                if lowest is not None
+                else ""
+            )
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from ecrec.data.schema import ranker_documents
     from ecrec.evaluation import limit_queries
-    from ecrec.fairness.audit import AuditConfig, append_fairness, audit_rankings
+    from ecrec.fairness import AuditConfig, append_fairness, audit_rankings
     from ecrec.run_context import checkpoint_round, load_run
 
     overrides = {
@@ -128,55 +196,28 @@ def run(args: argparse.Namespace) -> int:
         audit = audit_rankings(frame, scores, config=config)
     path = append_fairness(args.run, server_round, audit)
 
-    k = config.k
     out.print(
         f"round {server_round}: {audit['queries']} queries, {audit['rows']} rows; "
-        f"relevant = {audit['relevant_label']}; selected = score >= {config.threshold}"
+        f"relevant = {audit['relevant_label']}; selected = score >= {config.threshold}; "
+        f"{config.confidence_level:.0%} bootstrap intervals over queries"
     )
     for column, result in audit["groups"].items():
-        table = Table(title=f"{column}", title_justify="left")
-        for name in ("group", "queries", f"ndcg@{k}", f"precision@{k}", "sel. rate", "TPR", "FPR"):
-            table.add_column(name, justify="left" if name == "group" else "right")
-        for group, row in result["by_group"].items():
-            table.add_row(
-                group + ("" if row["compared"] else " *"),
-                str(row["queries"]),
-                _fmt(row[f"ndcg@{k}"]),
-                _fmt(row[f"precision@{k}"]),
-                _fmt(row["selection_rate"]),
-                _fmt(row["tpr"]),
-                _fmt(row["fpr"]),
-            )
-        out.print(table)
-        out.print(
-            f"  ndcg@{k} gap {_fmt(result[f'ndcg@{k}_gap'])}, demographic parity difference "
-            f"{_fmt(result['demographic_parity_difference'])}, equalized odds difference "
-            f"{_fmt(result['equalized_odds_difference'])}"
-            + (f", {result['mixed_queries']} mixed queries" if result["mixed_queries"] else "")
-        )
-        if not all(row["compared"] for row in result["by_group"].values()):
-            out.print(f"  * fewer than {config.min_group_queries} queries: not compared")
+        _print_column(out, column, result, config)
     for column in audit["missing_columns"]:
         out.print(f"[yellow]note:[/] no {column!r} column in the validation shard; skipped")
-    provider = audit["provider"]
-    if provider is not None:
-        shares = ", ".join(
-            f"{g} {_fmt(v, '{:.1%}')} of exposure / "
-            f"{_fmt(provider['relevant_share'].get(g), '{:.1%}')} of relevant"
-            for g, v in provider["exposure_share"].items()
-        )
+    if audit["provider"] is not None:
+        _print_provider(out, audit["provider"], config)
+    too_few = audit["status_counts"].get("too few queries", 0)
+    if too_few:
         out.print(
-            f"provider exposure (top {k}, {provider['queries_considered']} queries showing both "
-            f"tiers): {shares or '-'}; exposure ratio {_fmt(provider['exposure_ratio'], '{:.2f}')}"
-            f" (all queries: {_fmt(provider['exposure_ratio_all_queries'], '{:.2f}')})"
+            f"{too_few} comparison(s) not made: too few queries "
+            f"(min-queries-per-group {config.min_queries_per_group})"
         )
-        if provider["note"]:
-            out.print(f"  note: {provider['note']}")
     if audit["flags"]:
         out.print(f"[bold red]{len(audit['flags'])} FAIRNESS FLAG(S):[/]")
         for flag in audit["flags"]:
             out.print(f"[red]  FLAG[/] {flag['message']}")
     else:
-        out.print("[green]no fairness flags[/] at the configured thresholds")
+        out.print("[green]no fairness flags[/]: no interval wholly beyond its threshold")
     out.print(f"recorded round {server_round} in {path}")
     return 0

@@ -47,6 +47,7 @@ __all__ = [
     "per_query_metrics",
     "precision_at_k",
     "ranking_metrics",
+    "ranks_within_queries",
     "recall_at_k",
 ]
 
@@ -100,6 +101,23 @@ def _ranks(codes: NDArray[np.intp], order: NDArray[np.intp], n_groups: int) -> N
     sizes = np.bincount(sorted_codes, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     return np.arange(codes.shape[0]) - starts[sorted_codes]
+
+
+def ranks_within_queries(
+    query_codes: NDArray[np.intp], scores: ArrayLike, tiebreak: ArrayLike
+) -> NDArray[np.int64]:
+    """1-based rank of each row within its query (rows in any order).
+
+    Higher ``scores`` rank first; ties go to the lower ``tiebreak`` first (pass
+    the relevance to break ties against the model, as every metric here does).
+    ``query_codes`` are small non-negative integers, e.g. from ``pd.factorize``.
+    """
+    codes = np.asarray(query_codes, dtype=np.intp)
+    order = np.lexsort((np.asarray(tiebreak), -np.asarray(scores, dtype=np.float64), codes))
+    rank = np.empty(codes.shape[0], dtype=np.int64)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    rank[order] = _ranks(codes, order, n_groups) + 1
+    return rank
 
 
 def _grouped(

@@ -1,65 +1,27 @@
-"""Fairness audit: planted unfairness is flagged, unbiased rankings are not.
-
-No model here: synthetic validation frames and hand-built scores, so every
-expected flag follows from how the scores were made.
-"""
+"""Fairness audit end to end: planted unfairness is flagged, unbiased rankings are not,
+and too little evidence is reported as such instead of as a finding."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecrec.data.synth import USER_SEGMENTS, SynthConfig, synthesize
-from ecrec.errors import ConfigError, EcrecError
-from ecrec.fairness.audit import (
-    FAIRNESS_FILE,
-    AuditConfig,
-    append_fairness,
-    audit_rankings,
-    provider_exposure,
-    query_groups,
-    read_fairness,
-)
+from ecrec.errors import EcrecError
+from ecrec.fairness import AuditConfig, audit_rankings, query_groups
+from tests.fairness.frames import grouped_queries, noisy_scores, unbiased_scores
 
 
-@pytest.fixture(scope="module")
-def validation() -> pd.DataFrame:
-    """400 synthetic validation queries (10 candidates each), treat as read-only."""
-    return synthesize(
-        SynthConfig(merchants=4, queries_per_merchant=5, validation_queries=400, seed=3)
-    ).validation
-
-
-@pytest.fixture(scope="module")
-def balanced(validation: pd.DataFrame) -> pd.DataFrame:
-    """The shard with shoppers' segments drawn uniformly per query and merchant tiers
-    drawn per row: every segment has ~100 queries (so sampling noise stays well
-    under the 0.1 thresholds) and every query shows both tiers (so the ranking,
-    not the query mix, decides provider exposure)."""
-    rng = np.random.default_rng(7)
-    frame = validation.copy()
-    qids = pd.unique(frame["query_id"])
-    segment = dict(zip(qids, rng.choice(USER_SEGMENTS, size=len(qids)), strict=True))
-    frame["user_segment"] = frame["query_id"].map(segment)
-    frame["merchant_tier"] = np.where(rng.random(len(frame)) < 0.5, "small", "large")
-    return frame
-
-
-def unbiased_scores(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """True relevance, centred so relevant (>= 2) items sit above logit 0, plus small noise."""
-    rng = np.random.default_rng(seed)
-    rel = frame["relevance"].to_numpy(dtype=float)
-    return (rel - 1.5) * 2 + rng.normal(0, 0.1, len(frame))
-
-
-def metrics_of(audit: dict) -> set[tuple[str, str | None]]:
+def flagged(audit: dict) -> set[tuple[str, str | None]]:
     return {(f["metric"], f["group_column"]) for f in audit["flags"]}
+
+
+def comparison(audit: dict, column: str, metric: str) -> dict:
+    return audit["groups"][column]["comparisons"][metric]
 
 
 # -- planted unfairness ---------------------------------------------------------
@@ -68,26 +30,41 @@ def metrics_of(audit: dict) -> set[tuple[str, str | None]]:
 def test_unbiased_ranking_raises_no_flag(balanced: pd.DataFrame) -> None:
     audit = audit_rankings(balanced, unbiased_scores(balanced))
     assert audit["flags"] == []
-    seg = audit["groups"]["user_segment"]
-    assert seg["ndcg@10_gap"] == pytest.approx(0.0, abs=1e-9)  # perfect ranking everywhere
-    assert seg["equalized_odds_difference"] == pytest.approx(0.0)  # TPR 1, FPR 0 everywhere
-    assert 0.9 < audit["provider"]["exposure_ratio"] < 1.1
-    assert audit["provider"]["queries_considered"] > 0.95 * audit["queries"]
+    ndcg = comparison(audit, "user_segment", "ndcg@10_gap")
+    assert ndcg["value"] == pytest.approx(0.0, abs=1e-9)  # perfect ranking everywhere
+    assert ndcg["status"] == "ok" and ndcg["ci"][1] <= 0.1
+    eo = comparison(audit, "user_segment", "equalized_odds_difference")
+    assert eo["value"] == pytest.approx(0.0)  # TPR 1, FPR 0 everywhere
+    provider = audit["provider"]
+    assert 0.9 < provider["exposure_ratio"] < 1.1
+    low, high = provider["comparison"]["ci"]
+    assert low <= provider["exposure_ratio"] <= high and low > 0.8
+    assert provider["queries_considered"] > 0.95 * audit["queries"]
+    assert {row["status"] for row in provider["merchants"]["by_group"].values()} == {"ok"}
 
 
 def test_demoting_small_merchants_is_flagged(balanced: pd.DataFrame) -> None:
     scores = unbiased_scores(balanced)
     small = (balanced["merchant_tier"] == "small").to_numpy()
     audit = audit_rankings(balanced, scores - 10.0 * small)
-    flags = {f["metric"]: f for f in audit["flags"] if f["group_column"] == "merchant_tier"}
-    assert "exposure_ratio" in flags
-    ratio = flags["exposure_ratio"]["value"]
-    assert ratio < 0.8 and ratio == audit["provider"]["exposure_ratio"]
-    assert "small merchants get" in flags["exposure_ratio"]["message"]
+    flags = [f for f in audit["flags"] if f["metric"] == "exposure_ratio"]
+    tier_flag = next(f for f in flags if f["group_column"] == "merchant_tier")
+    ratio = audit["provider"]["exposure_ratio"]
+    assert ratio < 0.8 and tier_flag["value"] == ratio and tier_flag["ci"][1] < 0.8
+    assert "'small' gets" in tier_flag["message"] and "below 0.8" in tier_flag["message"]
+    # Both small merchants are under-exposed too; the large tier is not.
+    assert {f["message"].split("'")[1] for f in flags if f["group_column"] == "merchant_id"} == {
+        "small-0",
+        "small-1",
+    }
+    assert audit["provider"]["by_group"]["large"]["status"] == "ok"
     # The same scores also never "select" a small merchant's product.
-    assert {"demographic_parity_difference", "equalized_odds_difference"} <= set(flags)
+    assert {
+        ("demographic_parity_difference", "merchant_tier"),
+        ("equalized_odds_difference", "merchant_tier"),
+    } <= flagged(audit)
     # Shoppers' segments are not what was planted.
-    assert ("ndcg@10_gap", "user_segment") not in metrics_of(audit)
+    assert ("ndcg@10_gap", "user_segment") not in flagged(audit)
 
 
 def test_random_ranking_for_one_segment_flags_the_ndcg_gap(balanced: pd.DataFrame) -> None:
@@ -95,12 +72,12 @@ def test_random_ranking_for_one_segment_flags_the_ndcg_gap(balanced: pd.DataFram
     older = (balanced["user_segment"] == "55+").to_numpy()
     scores[older] = np.random.default_rng(1).normal(0, 1, older.sum())
     audit = audit_rankings(balanced, scores)
-    seg = audit["groups"]["user_segment"]
+    gap = comparison(audit, "user_segment", "ndcg@10_gap")
     flag = next(f for f in audit["flags"] if f["metric"] == "ndcg@10_gap")
-    assert flag["group_column"] == "user_segment"
-    assert flag["value"] == seg["ndcg@10_gap"] > 0.1
-    assert "'55+'" in flag["message"]
-    by_group = {g: row["ndcg@10"] for g, row in seg["by_group"].items()}
+    assert flag["group_column"] == "user_segment" and gap["status"] == "flag"
+    assert flag["value"] == gap["value"] > gap["ci"][0] > 0.1
+    assert "'55+'" in flag["message"] and "CI" in flag["message"]
+    by_group = {g: row["ndcg@10"] for g, row in audit["groups"]["user_segment"]["by_group"].items()}
     assert by_group["55+"] == min(by_group.values())
     assert all(v == pytest.approx(1.0) for g, v in by_group.items() if g != "55+")
 
@@ -109,11 +86,10 @@ def test_favouring_one_segment_flags_demographic_parity(balanced: pd.DataFrame) 
     scores = unbiased_scores(balanced)
     young = (balanced["user_segment"] == "18-24").to_numpy()
     audit = audit_rankings(balanced, scores + 5.0 * young)  # everything selected for 18-24
-    flagged = metrics_of(audit)
-    assert ("demographic_parity_difference", "user_segment") in flagged
-    assert ("equalized_odds_difference", "user_segment") in flagged  # FPR 1 vs 0
+    assert ("demographic_parity_difference", "user_segment") in flagged(audit)
+    assert ("equalized_odds_difference", "user_segment") in flagged(audit)  # FPR 1 vs 0
     # Within each query the order is unchanged, so ranking quality is not flagged.
-    assert ("ndcg@10_gap", "user_segment") not in flagged
+    assert ("ndcg@10_gap", "user_segment") not in flagged(audit)
 
 
 def test_single_tier_queries_leave_exposure_ratio_undefined(validation: pd.DataFrame) -> None:
@@ -122,11 +98,73 @@ def test_single_tier_queries_leave_exposure_ratio_undefined(validation: pd.DataF
     small = (validation["merchant_tier"] == "small").to_numpy()
     audit = audit_rankings(validation, unbiased_scores(validation) - 10.0 * small)
     provider = audit["provider"]
-    assert provider["queries_considered"] == 0
-    assert provider["exposure_ratio"] is None
+    assert provider["queries_considered"] == 0 and provider["by_group"] == {}
+    assert provider["exposure_ratio"] is None and provider["comparison"] is None
     assert provider["note"]
-    assert provider["exposure_ratio_all_queries"] is not None
-    assert ("exposure_ratio", "merchant_tier") not in metrics_of(audit)
+    assert provider["exposure_ratio_all_queries"] == pytest.approx(1.0)
+    assert not any(f["metric"] == "exposure_ratio" for f in audit["flags"])
+
+
+# -- how sure the audit is (issue 12.6) -------------------------------------------
+
+
+def _random_for(frame: pd.DataFrame, group: str, scores: np.ndarray, seed: int) -> np.ndarray:
+    """The same scores, but random (useless) for one group's queries."""
+    rows = (frame["user_segment"] == group).to_numpy()
+    out = scores.copy()
+    out[rows] = np.random.default_rng(seed).normal(0, 1, rows.sum())
+    return out
+
+
+ONLY_SEGMENTS = AuditConfig(by=("user_segment",))
+
+
+def test_a_planted_gap_on_five_queries_is_too_few_queries() -> None:
+    frame = grouped_queries({"a": 200, "b": 5}, seed=0)
+    scores = _random_for(frame, "b", frame["relevance"].to_numpy(dtype=float), seed=1)
+    audit = audit_rankings(frame, scores, config=ONLY_SEGMENTS)
+    gap = comparison(audit, "user_segment", "ndcg@10_gap")
+    assert gap["status"] == "too few queries"
+    assert gap["value"] is None and gap["ci"] is None  # no number presented as a finding
+    assert gap["too_few_queries"] == {"b": 5}
+    assert "too few queries" in gap["message"] and "'b' 5" in gap["message"]
+    assert audit["flags"] == []
+    row = audit["groups"]["user_segment"]["by_group"]["b"]
+    assert row["enough_queries"] is False and row["ndcg@10"] < 0.9  # the gap is really there
+    assert audit["status_counts"]["too few queries"] == 4
+
+
+def test_the_same_gap_on_200_queries_is_flagged() -> None:
+    frame = grouped_queries({"a": 200, "b": 200}, seed=0)
+    scores = _random_for(frame, "b", frame["relevance"].to_numpy(dtype=float), seed=1)
+    audit = audit_rankings(frame, scores, config=ONLY_SEGMENTS)
+    gap = comparison(audit, "user_segment", "ndcg@10_gap")
+    assert gap["status"] == "flag" and gap["ci"][0] > 0.1
+    assert gap["groups"] == ["a", "b"] and gap["too_few_queries"] == {}
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16))
+def test_a_ranker_without_a_gap_raises_no_flag_on_200_queries(seed: int) -> None:
+    """Equal noise for both groups: the observed gap is sampling noise, never a flag."""
+    frame = grouped_queries({"a": 100, "b": 100}, seed=seed)
+    audit = audit_rankings(frame, noisy_scores(frame, seed=seed + 1), config=ONLY_SEGMENTS)
+    assert audit["flags"] == []
+    gap = comparison(audit, "user_segment", "ndcg@10_gap")
+    assert gap["value"] is not None and gap["ci"][0] <= gap["value"] <= gap["ci"][1]
+
+
+def test_intervals_are_seeded() -> None:
+    frame = grouped_queries({"a": 60, "b": 60}, seed=3)
+    scores = noisy_scores(frame, seed=4)
+    first = audit_rankings(frame, scores, config=ONLY_SEGMENTS)
+    again = audit_rankings(frame, scores, config=ONLY_SEGMENTS)
+    other = audit_rankings(frame, scores, config=AuditConfig(by=("user_segment",), seed=9))
+    gap = "ndcg@10_gap"
+    assert comparison(first, "user_segment", gap) == comparison(again, "user_segment", gap)
+    assert (
+        comparison(first, "user_segment", gap)["ci"] != comparison(other, "user_segment", gap)["ci"]
+    )
 
 
 # -- grouping rules --------------------------------------------------------------
@@ -145,15 +183,20 @@ def test_query_group_is_the_mode_of_its_rows() -> None:
 
 
 def test_groups_with_few_queries_are_reported_but_not_compared(balanced: pd.DataFrame) -> None:
-    scores = unbiased_scores(balanced)
-    older = (balanced["user_segment"] == "55+").to_numpy()
-    scores[older] = np.random.default_rng(1).normal(0, 1, older.sum())
-    n_older = balanced.loc[older, "query_id"].nunique()
-    config = AuditConfig(min_group_queries=n_older + 1)
-    audit = audit_rankings(balanced, scores, config=config)
+    """Only 20 queries of 55+ (under the default 30), ranked at random: the other
+    three groups are still compared with each other, and agree."""
+    frame = balanced.copy()
+    older = frame.loc[frame["user_segment"] == "55+", "query_id"].unique()
+    frame.loc[frame["query_id"].isin(older[20:]), "user_segment"] = "35-54"
+    scores = _random_for(frame, "55+", unbiased_scores(frame), seed=1)
+    audit = audit_rankings(frame, scores)
     rows = audit["groups"]["user_segment"]["by_group"]
-    assert rows["55+"]["compared"] is False and rows["55+"]["ndcg@10"] is not None
-    assert ("ndcg@10_gap", "user_segment") not in metrics_of(audit)
+    assert rows["55+"]["enough_queries"] is False and rows["55+"]["queries"] == 20
+    assert rows["55+"]["ndcg@10"] < 0.9
+    gap = comparison(audit, "user_segment", "ndcg@10_gap")
+    assert gap["groups"] == ["18-24", "25-34", "35-54"] and gap["too_few_queries"] == {"55+": 20}
+    assert gap["status"] == "ok"
+    assert ("ndcg@10_gap", "user_segment") not in flagged(audit)
 
 
 def test_click_labels_are_used_without_graded_relevance(balanced: pd.DataFrame) -> None:
@@ -162,38 +205,27 @@ def test_click_labels_are_used_without_graded_relevance(balanced: pd.DataFrame) 
     audit = audit_rankings(frame, scores, config=AuditConfig(by=("user_segment", "brand_tier")))
     assert audit["relevant_label"].startswith("label")
     assert audit["missing_columns"] == ["brand_tier"]
-    assert audit["groups"]["user_segment"]["equalized_odds_difference"] == pytest.approx(0)
+    assert comparison(audit, "user_segment", "equalized_odds_difference")["value"] == 0
 
 
 def test_audit_is_strict_json_even_with_undefined_numbers() -> None:
     frame = pd.DataFrame(
         {
-            "query_id": ["q1", "q1", "q2", "q2"],
-            "label": [0, 0, 0, 0],  # nothing relevant: ndcg, TPR, ratios undefined
-            "user_segment": ["a", "a", "b", "b"],
-            "merchant_tier": ["small", "large", "small", "large"],
+            "query_id": ["q1", "q1", "q2", "q2", "q3", "q3", "q4", "q4"],
+            "label": [0] * 8,  # nothing relevant: ndcg and TPR undefined
+            "user_segment": ["a", "a", "a", "a", "b", "b", "b", "b"],
+            "merchant_tier": ["small", "large"] * 4,
+            "merchant_id": ["s", "l"] * 4,
         }
     )
-    audit = audit_rankings(frame, [1.0, 0.0, 0.5, 0.2], config=AuditConfig(min_group_queries=1))
+    scores = [1.0, 0.0, 0.5, 0.2, 0.3, 0.1, 0.9, 0.8]
+    audit = audit_rankings(frame, scores, config=AuditConfig(min_queries_per_group=2))
     text = json.dumps(audit, allow_nan=False)
     assert "NaN" not in text
     assert audit["groups"]["user_segment"]["by_group"]["a"]["ndcg@10"] is None
-    assert audit["provider"]["exposure_ratio"] is None
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"k": 0}, "k must be >= 1"),
-        ({"by": ()}, "at least one column"),
-        ({"max_ndcg_gap": -0.1}, "max-ndcg-gap"),
-        ({"threshold": math.inf}, "threshold must be finite"),
-        ({"min_group_queries": 0}, "min-group-queries"),
-    ],
-)
-def test_bad_config_is_refused(changes: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        AuditConfig(**changes)
+    assert comparison(audit, "user_segment", "ndcg@10_gap")["status"] == "undefined"
+    # Equally (ir)relevant items merit equal exposure: small was shown first in 3 of 4.
+    assert audit["provider"]["exposure_ratio"] > 1
 
 
 def test_bad_scores_are_refused(balanced: pd.DataFrame) -> None:
@@ -201,33 +233,6 @@ def test_bad_scores_are_refused(balanced: pd.DataFrame) -> None:
         audit_rankings(balanced, np.zeros(3))
     with pytest.raises(EcrecError, match="NaN"):
         audit_rankings(balanced, np.full(len(balanced), np.nan))
-
-
-# -- fairness.json ----------------------------------------------------------------
-
-
-def test_append_fairness_keeps_the_trend_and_replaces_a_round(tmp_path, balanced) -> None:
-    fair = audit_rankings(balanced, unbiased_scores(balanced))
-    small = (balanced["merchant_tier"] == "small").to_numpy()
-    unfair = audit_rankings(balanced, unbiased_scores(balanced) - 10.0 * small)
-    append_fairness(tmp_path, 2, unfair)
-    append_fairness(tmp_path, 1, fair)
-    data = read_fairness(tmp_path)
-    assert [r["round"] for r in data["rounds"]] == [1, 2]
-    assert data["latest"]["round"] == 2 and data["latest"]["flags"]
-    assert data["config"] == AuditConfig().to_dict()
-    append_fairness(tmp_path, 2, fair)  # re-recording a round replaces it
-    data = json.loads((tmp_path / FAIRNESS_FILE).read_text())
-    assert [r["round"] for r in data["rounds"]] == [1, 2]
-    assert data["latest"]["flags"] == []
-    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temp file
-
-
-def test_corrupt_fairness_file_is_an_error_not_overwritten(tmp_path) -> None:
-    (tmp_path / FAIRNESS_FILE).write_text("{not json")
-    with pytest.raises(EcrecError, match="corrupt fairness record"):
-        append_fairness(tmp_path, 1, {"flags": []})
-    assert (tmp_path / FAIRNESS_FILE).read_text() == "{not json"
 
 
 # -- properties -------------------------------------------------------------------
@@ -238,35 +243,23 @@ def ranked_frames(draw: st.DrawFn) -> tuple[pd.DataFrame, np.ndarray]:
     """A few queries with graded relevance, mixed tiers and integer scores (ties allowed)."""
     rows = []
     scores = []
-    for q in range(draw(st.integers(1, 6))):
+    for q in range(draw(st.integers(1, 8))):
         segment = draw(st.sampled_from(["a", "b", "c"]))
         for _ in range(draw(st.integers(1, 7))):
             rel = draw(st.integers(0, 3))
+            tier = draw(st.sampled_from(["small", "large"]))
             rows.append(
                 {
                     "query_id": f"q{q}",
                     "label": int(rel >= 2),
                     "relevance": rel,
                     "user_segment": segment,
-                    "merchant_tier": draw(st.sampled_from(["small", "large"])),
+                    "merchant_tier": tier,
+                    "merchant_id": f"{tier}-{draw(st.integers(0, 1))}",
                 }
             )
             scores.append(draw(st.integers(-6, 6)))
     return pd.DataFrame(rows), np.asarray(scores, dtype=float)
-
-
-@settings(max_examples=60, deadline=None)
-@given(data=ranked_frames(), k=st.integers(1, 10), mixed_only=st.booleans())
-def test_exposure_shares_sum_to_one(data, k, mixed_only) -> None:
-    frame, scores = data
-    result = provider_exposure(frame, scores, k=k, mixed_only=mixed_only)
-    shares = [v for v in result["exposure_share"].values() if v is not None]
-    if result["queries_considered"]:
-        assert sum(shares) == pytest.approx(1.0)
-        assert all(0.0 <= v <= 1.0 for v in shares)
-    relevant = [v for v in result["relevant_share"].values() if v is not None]
-    if relevant:
-        assert sum(relevant) == pytest.approx(1.0)
 
 
 def _flatten(obj: object, path: str = "") -> dict[str, object]:
@@ -292,33 +285,35 @@ def assert_same(a: object, b: object) -> None:
         vb = fb[key]
         if isinstance(va, float) and isinstance(vb, float):
             assert va == pytest.approx(vb, rel=1e-9, abs=1e-12), key
+        elif key.endswith(".message"):
+            continue  # the same numbers, printed
         else:
             assert va == vb, key
 
 
 def _rank_based(audit: dict) -> dict:
     """The parts of an audit that depend only on each query's order, not on the threshold."""
-    out: dict = {
-        "provider": {k: audit["provider"][k] for k in ("exposure_share", "exposure_ratio")}
-    }
+    provider = audit["provider"]
+    out: dict = {"provider": {k: provider[k] for k in ("by_group", "exposure_ratio")}}
     for column, result in audit["groups"].items():
         out[column] = {
             "groups": [(g, r["ndcg@5"], r["precision@5"]) for g, r in result["by_group"].items()],
-            "gap": result["ndcg@5_gap"],
-            "precision_gap": result["precision@5_gap"],
+            "gaps": {m: result["comparisons"][m] for m in ("ndcg@5_gap", "precision@5_gap")},
         }
     return out
 
 
+SMALL = AuditConfig(k=5, min_queries_per_group=2, bootstrap_resamples=200)
+
+
 # fairlearn's MetricFrame costs ~0.1 s per audit, so the audit-level properties
-# run few examples; the cheap exposure property above runs many.
+# run few examples.
 @settings(max_examples=8, deadline=None)
 @given(data=ranked_frames(), scale=st.floats(0.1, 10), shift=st.floats(-5, 5))
 def test_rank_based_results_are_invariant_to_monotone_transforms(data, scale, shift) -> None:
     frame, scores = data
-    config = AuditConfig(k=5, by=("user_segment",), min_group_queries=1)
-    before = audit_rankings(frame, scores, config=config)
-    after = audit_rankings(frame, np.exp(scores / 3.0) * scale + shift, config=config)
+    before = audit_rankings(frame, scores, config=SMALL)
+    after = audit_rankings(frame, np.exp(scores / 3.0) * scale + shift, config=SMALL)
     assert_same(_rank_based(after), _rank_based(before))
 
 
@@ -327,7 +322,6 @@ def test_rank_based_results_are_invariant_to_monotone_transforms(data, scale, sh
 def test_audit_does_not_depend_on_row_order(data, seed) -> None:
     frame, scores = data
     order = np.random.default_rng(seed).permutation(len(frame))
-    config = AuditConfig(k=5, min_group_queries=1)
-    before = audit_rankings(frame, scores, config=config)
-    after = audit_rankings(frame.iloc[order], scores[order], config=config)
+    before = audit_rankings(frame, scores, config=SMALL)
+    after = audit_rankings(frame.iloc[order], scores[order], config=SMALL)
     assert_same(after, before)
