@@ -28,7 +28,7 @@ def _positive(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    from ecrec.explain.shap_explain import DEFAULT_MAX_EVALS
+    from ecrec.explain import DEFAULT_MAX_EVALS
 
     parser = subparsers.add_parser(
         "explain",
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ecrec.explain.shap_explain import ADDITIVITY_TOLERANCE, explain_run, write_explanations
+    from ecrec.explain import ADDITIVITY_TOLERANCE, explain_run, write_explanations
     from ecrec.run_context import checkpoint_round, load_run
 
     err = Console(stderr=True, highlight=False)

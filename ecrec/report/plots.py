@@ -82,14 +82,3 @@ def privacy_curves(merchants: Mapping[str, Mapping[str, Any]], *, accountant: st
     if merchants:
         ax.legend(fontsize="small")
     return _png(fig)
-
-
-def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(6.4, max(2.0, 0.3 * len(labels) + 1)))
-    positions = range(len(labels))
-    ax.barh(list(positions), list(values), color="C0")
-    ax.set_yticks(list(positions), list(labels))
-    ax.invert_yaxis()
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
