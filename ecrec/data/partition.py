@@ -5,7 +5,9 @@ a split. Two rules hold for every split here:
 
 * whole queries move together: a query's impressions are one ranking list, and
   cutting it across merchants would make per-merchant NDCG meaningless;
-* the split is a pure function of the data and the seed.
+* the split is a pure function of the data and the seed;
+* every column travels with its rows (``user_id_hash`` included, so a
+  shopper's rows can still be grouped as one privacy unit in each shard).
 
 ``partition_dirichlet`` is the usual way to make a split non-IID: a Dirichlet
 draw with concentration ``alpha`` decides how unevenly queries (``by="query"``:
@@ -21,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ecrec.data.schema import merchant_ids, tiers_by_size
+from ecrec.data.schema import check_merchant_id, is_safe_name, merchant_ids, tiers_by_size
 from ecrec.errors import ConfigError, DataError
 
 DirichletBy = Literal["query", "category"]
@@ -34,8 +36,12 @@ def _with_merchant(df: pd.DataFrame, merchant_id: str, tier: str) -> pd.DataFram
     return out
 
 
-def partition_by_merchant(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Split on the existing ``merchant_id`` column; tiers are (re)assigned by row count."""
+def partition_by_merchant(df: pd.DataFrame, *, source: str = "data") -> dict[str, pd.DataFrame]:
+    """Split on the existing ``merchant_id`` column; tiers are (re)assigned by row count.
+
+    Merchant ids become file names, so each must pass
+    :func:`~ecrec.data.schema.check_merchant_id`; errors name ``source`` and the row.
+    """
     if "merchant_id" not in df.columns:
         raise DataError(
             "merchant_id: column not in the data; map one with --map COLUMN=merchant_id "
@@ -44,9 +50,13 @@ def partition_by_merchant(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ids = df["merchant_id"]
     if ids.isna().any() or ids.astype("str").str.strip().eq("").any():
         row = int((ids.isna() | ids.astype("str").str.strip().eq("")).to_numpy().argmax()) + 1
-        raise DataError(f"row {row}: merchant_id: empty value")
+        raise DataError(f"{source}:{row}: merchant_id: empty value")
     keys = ids.astype("str")
     groups = {str(m): g for m, g in df.groupby(keys, sort=True)}
+    for merchant_id in groups:
+        if not is_safe_name(merchant_id):
+            row = int((keys == merchant_id).to_numpy().argmax()) + 1
+            check_merchant_id(merchant_id, source=source, row=row)
     tiers = tiers_by_size({m: len(g) for m, g in groups.items()})
     return {m: _with_merchant(g, m, tiers[m]) for m, g in groups.items()}
 

@@ -147,3 +147,41 @@ def test_bad_parameters_are_refused() -> None:
         partition_dirichlet(
             df.drop(columns=["category"]), n_merchants=2, alpha=1, seed=0, by="category"
         )
+
+
+def _with_shoppers(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["user_id_hash"] = [f"{i % 7:032x}" for i in range(len(out))]
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(df=frames, seed=st.integers(0, 2**16))
+def test_user_id_hash_travels_with_its_rows(df: pd.DataFrame, seed: int) -> None:
+    df = _with_shoppers(df)
+    expected = dict(
+        zip(zip(df["query_id"], df["product_id"], strict=True), df["user_id_hash"], strict=True)
+    )
+    for shards in (
+        partition_dirichlet(df, n_merchants=2, alpha=1.0, seed=seed),
+        partition_by_merchant(
+            df.assign(merchant_id=["a" if i % 2 else "b" for i in range(len(df))])
+        ),
+    ):
+        combined = pd.concat(shards.values(), ignore_index=True)
+        found = zip(
+            zip(combined["query_id"], combined["product_id"], strict=True),
+            combined["user_id_hash"],
+            strict=True,
+        )
+        assert dict(found) == expected
+        for merchant_id, shard in shards.items():
+            assert validate_frame(shard, source=merchant_id) == []
+
+
+@pytest.mark.parametrize("bad", ["/../../x", "..", ".hidden", "a/b", "a b", "x" * 65, "é"])
+def test_partition_by_merchant_refuses_ids_unsafe_as_file_names(bad: str) -> None:
+    df = make_impressions([2, 2, 2])
+    df["merchant_id"] = ["ok"] * 4 + [bad] * 2
+    with pytest.raises(DataError, match=r"^data:5: merchant_id: .* is not allowed as a name"):
+        partition_by_merchant(df)
