@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,15 +15,18 @@ from hypothesis import strategies as st
 from ecrec.data.io import (
     MAX_ROWS_PER_CHECK,
     check_path,
+    check_user_path,
     load_data_dir,
+    publish_data_dir,
     read_impressions,
+    read_parquet_frame,
     validate_frame,
     validate_path,
     write_impressions,
 )
-from ecrec.data.schema import Problem
+from ecrec.data.schema import MAX_TEXT_CHARS, Problem
 from ecrec.data.synth import SynthConfig, synthesize, write_marketplace
-from ecrec.errors import DataError
+from ecrec.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +216,87 @@ def test_load_data_dir_refuses_rows_of_another_merchant(tmp_path: Path, data_dir
     shutil.copy(copy / "merchant_m00.parquet", copy / "merchant_m01.parquet")
     with pytest.raises(DataError, match=r"merchant_m01.parquet:1: merchant_id: 'm00'"):
         load_data_dir(copy)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_unsafe_merchant_ids_and_huge_text_are_problems(good: pd.DataFrame) -> None:
+    df = good.copy()
+    df["merchant_id"] = df["merchant_id"].astype("object")
+    df.loc[2, "merchant_id"] = "../../etc"
+    df.loc[4, "description"] = "x" * (MAX_TEXT_CHARS + 1)
+    assert [str(p) for p in validate_frame(df, source="f")] == [
+        f"f:5: description: {MAX_TEXT_CHARS + 1} characters, more than the {MAX_TEXT_CHARS} "
+        "one value may hold",
+        "f:3: merchant_id: '../../etc' is not allowed as a merchant id "
+        "(1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)",
+    ]
+
+
+def test_load_data_dir_refuses_a_merchant_file_name_that_is_not_a_safe_id(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy)
+    (copy / "merchant_m01.parquet").rename(copy / "merchant_..m01.parquet")
+    with pytest.raises(DataError, match=r"merchant_\.\.m01\.parquet: merchant_id: '\.\.m01'"):
+        load_data_dir(copy)
+
+
+def test_check_path_lists_plain_pii_without_quoting_it(tmp_path: Path, good: pd.DataFrame) -> None:
+    df = good.copy()
+    df.loc[3, "query"] = "sofa for jo@example.com"
+    df["user_id"] = "alice"
+    path = tmp_path / "m.parquet"
+    df.to_parquet(path)
+    lines = [str(p) for p in check_path(path).problems]
+    assert lines == [
+        f"{path}: user_id: raw shopper ids; only user_id_hash may be stored",
+        f"{path}:4: query: plain e-mail address in text (desensitise with `ecrec data import`)",
+    ]
+    assert check_path(path, privacy=False).problems == []
+
+
+def test_a_parquet_file_with_broken_utf8_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    offsets = pa.array([0, 2], type=pa.int32()).buffers()[1]
+    broken = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(b"\xff\xfe")])
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"query": broken}), path)
+    [problem] = check_path(path).problems
+    assert problem.field == "file" and "not a readable parquet file" in problem.message
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        read_parquet_frame(path)
+
+
+def test_publish_data_dir_leaves_the_old_folder_on_failure(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "market"
+    shutil.copytree(data_dir, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def write_half(folder: Path) -> None:
+        (folder / "merchant_m00.parquet").write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        publish_data_dir(write_half, out, replace=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["market"]
+    with pytest.raises(DataError, match="already holds a marketplace"):
+        publish_data_dir(lambda folder: None, out, replace=False)
+
+    publish_data_dir(
+        lambda folder: (folder / "validation.parquet").write_bytes(b"new"), out, replace=True
+    )
+    assert [p.name for p in out.iterdir()] == ["validation.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["market"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "empty path"), ("a\x00b", "control character"), ("x" * 5000, "longer than")],
+)
+def test_check_user_path_refuses_impossible_paths(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_user_path(text, option="--out")
+    assert check_user_path("data/ok", option="--out") == Path("data/ok")
