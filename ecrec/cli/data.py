@@ -3,6 +3,10 @@
 Output contract: ``validate`` prints every problem as ``file:row: field: what is
 wrong`` on stdout (one per line, so it can be piped or grepped) and a one-line
 summary on stderr; progress spinners also go to stderr, so stdout stays clean.
+``synth`` and ``import`` build the output folder beside ``--out`` and rename it
+into place, so a failure leaves no partial output and never half-replaces an
+existing marketplace. ``import`` hashes shopper ids under a secret key kept in
+``--hash-key-file`` (default ``<out>.hashkey``, mode 0600), outside the data.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any
 
 from rich.console import Console
 
+from ecrec.data.io import check_output_dir, check_user_path, publish_data_dir
 from ecrec.data.schema import MANIFEST_FILE
 from ecrec.data.synth import Marketplace, SynthConfig, config_help, synthesize, write_marketplace
-from ecrec.errors import DataError
+from ecrec.errors import ConfigError, DataError
 
 _EXAMPLES = {
     "synth": "example: ecrec data synth --merchants 4 --out data/synth --seed 0",
@@ -27,7 +32,8 @@ _EXAMPLES = {
         "examples:\n"
         "  ecrec data import --format esci path/to/esci --out data/esci --merchants 8\n"
         "  ecrec data import --format csv logs.csv --out data/mine --partition-by merchant \\\n"
-        "      --map shop=merchant_id --map title=product_title --map clicked=label"
+        "      --map shop=merchant_id --map title=product_title --map clicked=label \\\n"
+        "      --map shopper=user_id   # hashed with the key in data/mine.hashkey"
     ),
     "validate": "example: ecrec data validate data/synth",
 }
@@ -48,7 +54,7 @@ def _status(message: str) -> Iterator[None]:
         yield
 
 
-def _summarise(marketplace: Marketplace, written: list[Path], out: Path) -> None:
+def _summarise(marketplace: Marketplace, written: list[str], out: Path) -> None:
     """Print what was written where: one line per file, then a total."""
     merchant_rows = sum(len(df) for df in marketplace.merchants.values())
     for merchant_id, df in sorted(marketplace.merchants.items()):
@@ -117,35 +123,98 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         user_id_salt=args.salt,
     )
-    out = Path(args.out)
+    out = check_user_path(args.out, option="--out").absolute()
+    check_output_dir(out, replace=args.force)
     with _status(f"synthesising {config.merchants} merchants (seed {config.seed})"):
         marketplace = synthesize(config)
-        written = write_marketplace(marketplace, out, overwrite=args.force)
+        written = _publish(marketplace, out, replace=args.force)
     _summarise(marketplace, written, out)
     return 0
 
 
+def _publish(
+    marketplace: Marketplace,
+    out: Path,
+    *,
+    replace: bool,
+    before_rename: Callable[[], None] | None = None,
+) -> list[str]:
+    """Write ``marketplace`` into a temp folder beside ``out`` and rename it into place.
+
+    ``before_rename`` runs once the data is complete and before it appears
+    under ``out`` (the import writes a new hash key there).
+    """
+    names: list[str] = []
+
+    def write(folder: Path) -> None:
+        names.extend(p.name for p in write_marketplace(marketplace, folder))
+        if before_rename is not None:
+            before_rename()
+
+    publish_data_dir(write, out, replace=replace)
+    return names
+
+
+def _hash_key_path(args: argparse.Namespace, out: Path) -> Path:
+    from ecrec.data.desensitize import default_hash_key_path
+
+    if args.hash_key_file:
+        path = check_user_path(args.hash_key_file, option="--hash-key-file").absolute()
+    else:
+        path = default_hash_key_path(out)
+    resolved, folder = path.resolve(), out.resolve()
+    if resolved == folder or folder in resolved.parents:
+        raise ConfigError(
+            f"--hash-key-file: {path} is inside the output folder {out}; "
+            "keep the key out of the data it protects"
+        )
+    return path
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Import ESCI, WANDS, CSV or JSONL into a desensitised, partitioned marketplace."""
+    from ecrec.data.desensitize import new_hash_key, read_hash_key, write_hash_key
     from ecrec.data.importers import import_dataset, parse_mapping
 
     mapping = parse_mapping(args.map)
-    out = Path(args.out)
-    with _status(f"importing {args.format} data from {args.src}"):
+    src = check_user_path(args.src, option="SRC")
+    out = check_user_path(args.out, option="--out").absolute()
+    key_path = _hash_key_path(args, out)
+    check_output_dir(out, replace=args.force)  # refuse before the (long) import
+    key_existed = key_path.exists() or key_path.is_symlink()
+    key = read_hash_key(key_path) if key_existed else new_hash_key()
+    created_key = False
+
+    def save_new_key() -> None:
+        nonlocal created_key
+        if marketplace.meta.get("user_id_hash") and not key_existed:
+            write_hash_key(key_path, key)
+            created_key = True
+
+    with _status(f"importing {args.format} data from {src}"):
         marketplace = import_dataset(
             args.format,
-            args.src,
+            src,
             mapping=mapping or None,
             partition_by=args.partition_by,
             n_merchants=args.merchants,
             alpha=args.alpha,
             seed=args.seed,
-            salt=args.salt,
             validation_fraction=args.validation_fraction,
             dirichlet_by=args.dirichlet_by,
+            hash_key=key,
+            encoding=args.encoding,
         )
-        written = write_marketplace(marketplace, out, overwrite=args.force)
+        try:
+            written = _publish(marketplace, out, replace=args.force, before_rename=save_new_key)
+        except BaseException:
+            if created_key:  # the data it hashed was never published
+                key_path.unlink(missing_ok=True)
+            raise
     _summarise(marketplace, written, out)
+    if marketplace.meta.get("user_id_hash"):
+        state = "new; keep it secret and reuse it for re-imports" if created_key else "reused"
+        print(f"shopper ids hashed with the key in {key_path} ({state})")
     return 0
 
 
@@ -153,8 +222,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """List every contract violation; exit 2 if there is any."""
     from ecrec.data.io import check_path
 
-    with _status(f"validating {args.path}"):
-        report = check_path(args.path)
+    path = check_user_path(args.path, option="PATH")
+    with _status(f"validating {path}"):
+        report = check_path(path)
     for problem in report.problems:
         print(problem)
     if report.problems:
@@ -256,7 +326,19 @@ def _add_import(data_sub: Any) -> None:
         help="Dirichlet concentration: small is skewed, large is even (default 0.5)",
     )
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    parser.add_argument("--salt", default="ecrec-import", help="salt for hashing user ids")
+    parser.add_argument(
+        "--hash-key-file",
+        metavar="FILE",
+        help="secret key for hashing shopper ids (user_id): reused if it exists, else created "
+        "with mode 0600 when the data has user ids; default <out>.hashkey beside --out, never "
+        "inside it",
+    )
+    parser.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of csv/jsonl/WANDS files (default: UTF-8, or what a byte-order "
+        "mark says), e.g. latin-1 or cp1252",
+    )
     parser.add_argument(
         "--validation-fraction",
         type=_fraction,
