@@ -640,7 +640,7 @@ def find_plain_pii(frame: pd.DataFrame, *, source: str) -> list[Problem]:
             by_kind.setdefault(kind_of[value], []).append(int(position))
         for kind, rows in by_kind.items():
             problems += row_problems(
-                source, column, rows, f"plain {kind} in text (desensitise with `ecrec data import`)"
+                source, column, rows, f"{kind} left in text (desensitise with `ecrec data import`)"
             )
     if "user_id_hash" in frame.columns and not frame.columns.duplicated().any():
         hashes = frame["user_id_hash"].reset_index(drop=True)

@@ -253,7 +253,7 @@ def test_check_path_lists_plain_pii_without_quoting_it(tmp_path: Path, good: pd.
     lines = [str(p) for p in check_path(path).problems]
     assert lines == [
         f"{path}: user_id: raw shopper ids; only user_id_hash may be stored",
-        f"{path}:4: query: plain e-mail address in text (desensitise with `ecrec data import`)",
+        f"{path}:4: query: e-mail address left in text (desensitise with `ecrec data import`)",
     ]
     assert check_path(path, privacy=False).problems == []
 
