@@ -92,15 +92,22 @@ def test_favouring_one_segment_flags_demographic_parity(balanced: pd.DataFrame) 
     assert ("ndcg@10_gap", "user_segment") not in flagged(audit)
 
 
-def test_single_tier_queries_leave_exposure_ratio_undefined(validation: pd.DataFrame) -> None:
-    """In the synthetic shard each query shows one merchant's products, so the ranking
-    cannot move exposure between tiers: the ratio is undefined, never flagged."""
-    small = (validation["merchant_tier"] == "small").to_numpy()
-    audit = audit_rankings(validation, unbiased_scores(validation) - 10.0 * small)
+def test_single_tier_queries_leave_exposure_ratio_undefined(balanced: pd.DataFrame) -> None:
+    """When each query shows one tier's products the ranking cannot move exposure
+    between tiers: the ratio is undefined, never flagged."""
+    frame = balanced.copy()
+    qids = frame["query_id"].unique()
+    tier = dict(zip(qids, np.where(np.arange(len(qids)) % 2 == 0, "small", "large"), strict=True))
+    frame["merchant_tier"] = frame["query_id"].map(tier)
+    frame["merchant_id"] = frame["merchant_tier"] + "-0"
+    small = (frame["merchant_tier"] == "small").to_numpy()
+    audit = audit_rankings(frame, unbiased_scores(frame) - 10.0 * small)
     provider = audit["provider"]
     assert provider["queries_considered"] == 0 and provider["by_group"] == {}
+    assert provider["queries_single_tier"] == audit["queries"]
     assert provider["exposure_ratio"] is None and provider["comparison"] is None
     assert provider["note"]
+    assert provider["merchants"]["queries_considered"] == 0
     assert provider["exposure_ratio_all_queries"] == pytest.approx(1.0)
     assert not any(f["metric"] == "exposure_ratio" for f in audit["flags"])
 
