@@ -34,4 +34,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ecrec.fairness' has no attribute {name!r}")
 
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "FAIRNESS_FILE",
+    "AuditConfig",
+    "append_fairness",
+    "audit_rankings",
+    "config_help",
+    "provider_exposure",
+    "query_groups",
+    "read_fairness",
+]

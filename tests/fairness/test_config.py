@@ -56,3 +56,11 @@ def test_config_reads_from_a_kebab_case_toml_table() -> None:
         section_from_mapping(AuditConfig, {"min_queries_per_group": 50}, where="run.toml: audit")
     with pytest.raises(ConfigError, match="must be one of"):
         section_from_mapping(AuditConfig, {"attention": "dcg"}, where="run.toml: audit")
+
+
+def test_every_exported_name_resolves() -> None:
+    import ecrec.fairness
+
+    assert sorted(ecrec.fairness.__all__) == sorted(ecrec.fairness._WHERE)
+    for name in ecrec.fairness.__all__:
+        assert getattr(ecrec.fairness, name) is not None
