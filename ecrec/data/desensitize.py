@@ -477,7 +477,7 @@ def _mask_suspect(text: str, detectors: tuple[_Detector, ...]) -> str:
 
 
 def _unique_text(values: pd.Series) -> list[str]:
-    return [v for v in pd.unique(values.dropna()) if isinstance(v, str) and v]
+    return [v for v in values.dropna().drop_duplicates().tolist() if isinstance(v, str) and v]
 
 
 # --------------------------------------------------------------------------- user ids

@@ -553,7 +553,8 @@ def _load_plain(
         if empty.any():
             raise DataError(f"{src}:{_first_row(empty)}: {name}: empty value")
     if "query_id" not in out.columns:
-        ids = {q: _stable_id("q", q.strip().lower()) for q in pd.unique(out["query"])}
+        queries = out["query"].drop_duplicates().tolist()
+        ids = {q: _stable_id("q", q.strip().lower()) for q in queries}
         out["query_id"] = out["query"].map(ids).astype("str")
     return out
 

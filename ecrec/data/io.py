@@ -126,7 +126,11 @@ def _too_long(length: int) -> str:
 def _unsafe_merchant_ids(df: pd.DataFrame, *, source: str) -> list[Problem]:
     """Merchant ids become file names, so only :data:`SAFE_NAME_PATTERN` ids are allowed."""
     ids = df["merchant_id"].reset_index(drop=True)
-    text = ids[ids.map(lambda v: isinstance(v, str) and bool(v.strip()))].astype("str")
+    if isinstance(ids.dtype, pd.StringDtype):  # fast path: text or missing
+        text = ids.dropna()
+    else:  # non-text values are reported by the type check
+        text = ids[ids.map(lambda v: isinstance(v, str))].astype("str")
+    text = text[text.str.strip().ne("")]  # empty values are reported as such
     bad = text[~text.str.fullmatch(SAFE_NAME_PATTERN)]
     messages = {
         int(p): f"{short_repr(v)} is not allowed as a merchant id ({SAFE_NAME_RULE})"
