@@ -9,15 +9,18 @@ named, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from ecrec.errors import ConfigError
+from ecrec.fairness.config import AuditConfig
 from ecrec.model.ranker import RankerConfig
 from ecrec.train.local import TrainConfig
 
@@ -41,18 +44,33 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Each merchant's DP-SGD budget; enforced on the merchant's own node."""
+    """What the federation asks of each merchant's DP-SGD. A request, not a guarantee:
+    every node checks it against its own policy (:mod:`ecrec.node.policy`) and its own
+    budget, and declines a round that would weaken either."""
 
-    budget_epsilon: float = field(default=8.0, metadata={"help": "ε budget per merchant"})
+    budget_epsilon: float = field(
+        default=8.0,
+        metadata={"help": "ε the run plans to spend per merchant; each node caps it by its own"},
+    )
     delta: float = field(default=1e-5, metadata={"help": "δ of the (ε, δ) guarantee"})
-    accountant: Literal["rdp", "prv"] = field(default="rdp", metadata={"help": "rdp or prv"})
+    accountant: Literal["pld", "rdp", "prv"] = field(
+        default="pld",
+        metadata={"help": '"pld" (tight, default), "rdp" or "prv": what each ε is computed with'},
+    )
     noise_multiplier: float | None = field(
         default=None,
         metadata={"help": "explicit σ; unset = calibrate σ to spend the budget over all rounds"},
     )
-    ledger_dir: str = field(
-        default="",
-        metadata={"help": "where nodes keep their ledgers; empty = <run>/ledgers in simulation"},
+    unit: Literal["auto", "user", "row"] = field(
+        default="auto",
+        metadata={
+            "help": 'the DP unit: "user" (one shopper = all their rows), "row" (one impression), '
+            'or "auto" (user wherever shopper ids exist, row otherwise)'
+        },
+    )
+    max_rows_per_user: int = field(
+        default=32,
+        metadata={"help": "with unit = user: rows kept per shopper (a fixed per-shopper choice)"},
     )
 
     def __post_init__(self) -> None:
@@ -60,8 +78,16 @@ class PrivacyConfig:
             raise ConfigError(f"privacy.budget-epsilon must be > 0, got {self.budget_epsilon}")
         if not 0 < self.delta < 1:
             raise ConfigError(f"privacy.delta must be in (0, 1), got {self.delta}")
-        if self.accountant not in ("rdp", "prv"):
-            raise ConfigError(f'privacy.accountant must be "rdp" or "prv", got {self.accountant!r}')
+        if self.accountant not in ("pld", "rdp", "prv"):
+            raise ConfigError(
+                f'privacy.accountant must be "pld", "rdp" or "prv", got {self.accountant!r}'
+            )
+        if self.unit not in ("auto", "user", "row"):
+            raise ConfigError(f'privacy.unit must be "auto", "user" or "row", got {self.unit!r}')
+        if self.max_rows_per_user < 1:
+            raise ConfigError(
+                f"privacy.max-rows-per-user must be >= 1, got {self.max_rows_per_user}"
+            )
 
 
 @dataclass(frozen=True)
@@ -85,12 +111,29 @@ class FederationConfig:
     )
     clipping_range: float = field(default=8.0, metadata={"help": "SecAgg+ clipping range"})
     quantization_range: int = field(default=4194304, metadata={"help": "SecAgg+ quantization"})
+    weighting: Literal["uniform", "examples"] = field(
+        default="uniform",
+        metadata={
+            "help": '"uniform": every trainer weighs 1, so no example count leaves a node; '
+            '"examples": FedAvg by example count (nodes must allow disclosing it)'
+        },
+    )
     max_weight: float = field(
         default=0.0,
-        metadata={"help": "SecAgg+ max examples per client; 0 = largest merchant (simulation)"},
+        metadata={
+            "help": "SecAgg+ bound on any node's weight; 0 = 1 with uniform weighting "
+            "(required with weighting = examples)"
+        },
     )
     timeout: float = field(default=300.0, metadata={"help": "SecAgg+ stage timeout (s)"})
-    min_clients: int = field(default=2, metadata={"help": "clients needed per round"})
+    min_clients: int = field(default=3, metadata={"help": "nodes that must be online per round"})
+    min_trainers: int = field(
+        default=3,
+        metadata={
+            "help": "merchants that must actually train for a round to be aggregated; fewer "
+            "and the round is skipped, so no small group can be singled out"
+        },
+    )
     client_dp: bool = field(default=False, metadata={"help": "client-level DP (clip + noise)"})
     client_clipping_norm: float = field(default=1.0, metadata={"help": "client update clip"})
     client_noise_multiplier: float = field(default=0.5, metadata={"help": "client-level σ"})
@@ -99,6 +142,17 @@ class FederationConfig:
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ConfigError(f"federation.rounds must be >= 1, got {self.rounds}")
+        if self.min_trainers < 1:
+            raise ConfigError(f"federation.min-trainers must be >= 1, got {self.min_trainers}")
+        if self.min_clients < self.min_trainers:
+            raise ConfigError(
+                f"federation.min-clients ({self.min_clients}) must be >= "
+                f"federation.min-trainers ({self.min_trainers})"
+            )
+        if self.weighting not in ("uniform", "examples"):
+            raise ConfigError(
+                f'federation.weighting must be "uniform" or "examples", got {self.weighting!r}'
+            )
         self._check_secagg()
         if self.strategy not in ("fedavg", "fedprox", "fedadam"):
             raise ConfigError(
@@ -129,6 +183,18 @@ class FederationConfig:
             )
         if self.max_weight < 0:
             raise ConfigError(f"federation.max-weight must be >= 0, got {self.max_weight}")
+        if self.secagg and self.weighting == "examples" and self.max_weight <= 0:
+            raise ConfigError(
+                "federation.max-weight must be set (> 0) with weighting = examples: SecAgg+ "
+                "needs a bound on every node's example count"
+            )
+
+    @property
+    def secagg_max_weight(self) -> float:
+        """The bound SecAgg+ scales weights by: 1 for uniform weighting."""
+        if self.weighting == "uniform":
+            return self.max_weight or 1.0
+        return self.max_weight
 
 
 @dataclass(frozen=True)
@@ -164,6 +230,7 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def replace(self, section: str, **changes: Any) -> RunConfig:
@@ -226,6 +293,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -298,3 +367,61 @@ def loads_config(text: str, *, source: str = "<config>") -> RunConfig:
         return config_from_mapping(mapping, source=source)
     except TypeError as err:  # a dataclass refused its arguments
         raise ConfigError(f"{source}: {err}") from None
+
+
+# --------------------------------------------------------------------------- Flower run config
+
+#: The Flower app's run-config keys (``[tool.flwr.app.config]`` in pyproject.toml), flat and
+#: kebab-case as Flower apps have them: each overrides one field of the ecrec config that
+#: ``config-file`` names (empty: the embedded default). ``0`` or ``""`` keeps that value.
+RUN_CONFIG_OVERRIDES: dict[str, tuple[str, str]] = {
+    "num-server-rounds": ("federation", "rounds"),
+    "local-steps": ("train", "local_steps"),
+    "learning-rate": ("train", "learning_rate"),
+    "batch-size": ("train", "batch_size"),
+    "base-model": ("model", "base_model"),
+    "max-length": ("model", "max_length"),
+    "strategy": ("federation", "strategy"),
+    "min-trainers": ("federation", "min_trainers"),
+    "budget-epsilon": ("privacy", "budget_epsilon"),
+    "merchants": ("data", "merchants"),
+    "data-dir": ("data", "dir"),
+}
+#: Run-config keys that are not part of the ecrec config: where the server's files are.
+RUN_CONFIG_SERVER_KEYS: tuple[str, ...] = (
+    "config-file",
+    "run-dir",
+    "validation-path",
+    "resume",
+    "simulation-nodes",
+)
+
+
+def config_from_run_config(run_config: Mapping[str, Any]) -> RunConfig:
+    """The ecrec config a Flower run config describes: ``config-file`` plus flat overrides.
+
+    Unknown keys are refused (Flower itself refuses overrides of undeclared keys, but a
+    run config built by hand must not silently drop a typo).
+    """
+    known = set(RUN_CONFIG_OVERRIDES) | set(RUN_CONFIG_SERVER_KEYS)
+    unknown = sorted(set(run_config) - known)
+    if unknown:
+        raise ConfigError(
+            f"run config: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    path = str(run_config.get("config-file", "") or "")
+    config = load_config(path or None)
+    hints = {
+        section: typing.get_type_hints(type(getattr(config, section)))
+        for section in {s for s, _ in RUN_CONFIG_OVERRIDES.values()}
+    }
+    for key, (section, name) in RUN_CONFIG_OVERRIDES.items():
+        value = run_config.get(key)
+        if value is None or value == "" or (value == 0 and not isinstance(value, bool)):
+            continue
+        checked = _check_type(value, hints[section][name], f"run config: {key}")
+        try:
+            config = config.replace(section, **{name: checked})
+        except TypeError as err:
+            raise ConfigError(f"run config: {key}: {err}") from None
+    return config
