@@ -192,6 +192,48 @@ class Ranker:
             )
         )
 
+    def training_inputs(self, frame: Any) -> dict[str, Any]:
+        """The tensors one training row is made of (first dimension = rows)."""
+        from ecrec.data.schema import ranker_documents
+
+        return self.encode(frame["query"].astype(str).tolist(), ranker_documents(frame))
+
+    def logits_module(self) -> Any:
+        """An ``nn.Module`` mapping :meth:`training_inputs` batches to ``[B]`` logits.
+
+        Opacus wraps this module; the peft model inside stays the ranker's own, so
+        adapter state is read without Opacus's ``_module.`` prefix.
+        """
+        import torch
+
+        model = self.model
+
+        class CrossEncoderLogits(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.ranker_model = model
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                out = self.ranker_model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                )
+                return out.logits.squeeze(-1)  # [B], never [B, 1] (ENVIRONMENT.md)
+
+        return CrossEncoderLogits()
+
+    def score_frame(self, frame: Any, *, batch_size: int = 64, on_batch: Any = None) -> np.ndarray:
+        """Relevance scores of every (query, product) row of an impressions frame."""
+        from ecrec.data.schema import ranker_documents
+
+        return self.score(
+            frame["query"].astype(str).tolist(),
+            ranker_documents(frame),
+            batch_size=batch_size,
+            on_batch=on_batch,
+        )
+
     def logits(self, **encoded: Any) -> Any:
         """Relevance logits of shape ``[B]`` (squeezed: see ENVIRONMENT.md ghost trap)."""
         return self.model(**encoded).logits.squeeze(-1)

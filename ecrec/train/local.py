@@ -1,18 +1,23 @@
 """One merchant's local training round under DP-SGD (Opacus).
 
-The caller decides the noise multiplier (from a target ε or an explicit value)
-and checks the privacy ledger *before* calling :func:`train_local`, using the
+The caller (the merchant's node) decides the noise multiplier and checks the
+privacy ledger *before* calling :func:`train_local`, using the
 ``(sample_rate, steps)`` that :func:`plan_round` promises; training then takes
 exactly that many Poisson-sampled steps, so the ledger entry is exact.
+
+The DP unit is a shopper (all of that shopper's rows, summed and clipped once)
+or a single impression row: :func:`dp_units` groups the rows, and the sampling
+rate is over units.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -20,11 +25,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ecrec.data.schema import ranker_documents
+from ecrec.data.schema import USER_ID
 from ecrec.errors import ConfigError, DataError
 from ecrec.model.ranker import Ranker, resolve_device
 
 GradSampleMode = Literal["hooks", "ghost"]
+Unit = Literal["user", "row"]
 
 
 @dataclass(frozen=True)
@@ -42,21 +48,19 @@ class TrainConfig:
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     dp: bool = field(default=True, metadata={"help": "train with DP-SGD; false only for baselines"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "per-sample clipping norm C"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "per-unit clipping norm C"})
     grad_sample_mode: GradSampleMode = field(
-        default="hooks", metadata={"help": '"hooks" (per-sample grads) or "ghost" (ghost clipping)'}
-    )
-    secure_rng: bool = field(
-        default=False,
-        metadata={"help": "cryptographically secure noise (Opacus secure_mode; slower)"},
+        default="hooks",
+        metadata={"help": '"hooks" (per-sample grads) or "ghost" (ghost clipping, row unit only)'},
     )
     device: str = field(default="auto", metadata={"help": '"auto", "cpu" or "cuda"'})
     seed: int | None = field(
         default=None,
         metadata={
-            "help": "unset (default): fresh OS entropy for Poisson sampling and DP noise every "
-            "round. A fixed seed makes runs repeatable for tests and benchmarks, but anyone who "
-            "knows it can predict the noise: never set it for real training"
+            "help": "unset (default): DP noise from the OS CSPRNG and sampling from fresh OS "
+            "entropy every round. A fixed seed makes runs repeatable for tests and benchmarks, "
+            "but anyone who knows it can predict the noise: nodes refuse it unless their "
+            "policy allows it"
         },
     )
 
@@ -80,6 +84,8 @@ class TrainResult:
     """What a round of local training did; everything the ledger needs."""
 
     examples: int
+    units: int
+    unit: Unit
     steps: int
     sample_rate: float
     noise_multiplier: float  # 0.0 when DP is off
@@ -93,48 +99,134 @@ class TrainResult:
 
     @property
     def samples_per_second(self) -> float:
-        return self.sample_rate * self.examples * self.steps / max(self.seconds, 1e-9)
+        """Expected rows trained on per second (units sampled x rows per unit)."""
+        rows_per_unit = self.examples / max(1, self.units)
+        return self.sample_rate * self.units * rows_per_unit * self.steps / max(self.seconds, 1e-9)
 
 
 def plan_round(n_examples: int, config: TrainConfig) -> tuple[float, int]:
-    """The ``(sample_rate, steps)`` a round on ``n_examples`` rows will take."""
+    """The ``(sample_rate, steps)`` a round on ``n_examples`` rows (DP units) will take.
+
+    The rate is the one Opacus' Poisson loader really samples at:
+    ``DPDataLoader.from_data_loader`` uses 1 / len(data_loader) = 1 / ceil(n / B), not
+    B / n (n=100, B=32: 0.25, not 0.32), and the ledger must record the rate used. An
+    epoch is 1 / q = ceil(n / B) steps, the loader's length, so ``local_epochs`` passes
+    are ``local_epochs`` times n examples in expectation.
+    """
     if n_examples < 1:
         raise DataError("no training examples")
-    sample_rate = min(1.0, config.batch_size / n_examples)
+    batches_per_epoch = -(-n_examples // config.batch_size)  # ceil(n / B), exactly
+    sample_rate = 1 / batches_per_epoch  # the same float Opacus computes
     if config.local_steps is not None:
         return sample_rate, int(config.local_steps)
-    # Exact rational arithmetic: 1 / (1/49) is 49.000000000000001 in floats, and
-    # an extra step would spend ε nobody planned for.
+    # Exact rational arithmetic: 0.14 * 50 is 7.000000000000001 in floats, and an
+    # extra step would spend ε nobody planned for.
     epochs = Fraction(config.local_epochs).limit_denominator(1_000_000)
-    steps_per_epoch = Fraction(n_examples, min(config.batch_size, n_examples))
-    return sample_rate, max(1, math.ceil(epochs * steps_per_epoch))
+    return sample_rate, max(1, math.ceil(epochs * batches_per_epoch))
 
 
-class _LogitsModule:
-    """Factory for an ``nn.Module`` mapping token tensors to ``[B]`` logits.
+# --------------------------------------------------------------------------- DP units
 
-    Opacus wraps this module; the peft model inside stays the Ranker's own, so
-    adapter state is read without Opacus's ``_module.`` prefix.
+
+@dataclass(frozen=True)
+class DPUnits:
+    """Which rows train, and which DP unit (shopper or row) each belongs to."""
+
+    rows: np.ndarray  # indices into the frame of the rows kept
+    unit_of_row: np.ndarray  # unit index 0..n_units-1 for each kept row
+    n_units: int
+    unit: Unit
+
+
+def dp_units(frame: pd.DataFrame, *, unit: Unit, max_rows_per_user: int = 32) -> DPUnits:
+    """Group a merchant's rows into DP units.
+
+    ``"row"``: every impression is its own unit. ``"user"``: all of a shopper's rows
+    (``user_id_hash``) form one unit, at most ``max_rows_per_user`` of them; which rows
+    a heavy shopper keeps is a fixed choice seeded by the shopper's id hash, so every
+    round trains on the same rows and nobody outside the node can steer it.
     """
+    n = len(frame)
+    if unit == "row":
+        idx = np.arange(n)
+        return DPUnits(rows=idx, unit_of_row=idx.copy(), n_units=n, unit="row")
+    if USER_ID not in frame.columns:
+        raise DataError(f"privacy unit 'user' needs a {USER_ID} column (shopper ids)")
+    users = frame[USER_ID].astype(str).to_numpy()
+    if (users == "").any() or pd.isna(frame[USER_ID]).any():
+        raise DataError(f"privacy unit 'user': some rows have no {USER_ID}")
+    keep: list[np.ndarray] = []
+    owner: list[np.ndarray] = []
+    codes, uniques = pd.factorize(users, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for u, user in enumerate(uniques):
+        rows = order[bounds[u] : bounds[u + 1]]
+        if len(rows) > max_rows_per_user:
+            seed = int.from_bytes(hashlib.sha256(str(user).encode()).digest()[:8], "big")
+            rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows_per_user, False))
+        keep.append(rows)
+        owner.append(np.full(len(rows), u))
+    return DPUnits(
+        rows=np.concatenate(keep),
+        unit_of_row=np.concatenate(owner),
+        n_units=len(uniques),
+        unit="user",
+    )
 
-    @staticmethod
-    def build(ranker: Ranker) -> Any:
-        import torch
 
-        class LogitsModule(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.ranker_model = ranker.model
+# --------------------------------------------------------------------------- secure noise
 
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                out = self.ranker_model(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
+
+def csprng_normal(shape: tuple[int, ...], *, std: float, device: Any, dtype: Any) -> Any:
+    """Gaussian noise N(0, std²) drawn from the operating system's CSPRNG.
+
+    Hand-written because Opacus' ``secure_mode`` needs ``torchcsprng``, which no longer
+    builds for current torch. Uniforms come from ``os.urandom`` (53-bit), normals from
+    Box-Muller in float64, and -- as Opacus' secure mode does against floating-point
+    attacks (Holohan & Braghin, arXiv:2107.10138) -- each value is the sum of four
+    draws divided by two.
+    """
+    import torch
+
+    count = int(np.prod(shape)) if shape else 1
+    raw = np.frombuffer(os.urandom(8 * 4 * count), dtype=np.uint64)
+    uniform = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    u1, u2 = uniform[: 2 * count], uniform[2 * count :]
+    radius = np.sqrt(-2.0 * np.log(u1))
+    normals = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
+    value = normals.reshape(4, count).sum(axis=0) / 2.0 * std
+    return torch.from_numpy(value.reshape(shape)).to(device=device, dtype=dtype)
+
+
+def _use_secure_noise(optimizer: Any) -> None:
+    """Make an Opacus DP optimizer draw its noise from :func:`csprng_normal`."""
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+
+    base = type(optimizer)
+
+    class SecureNoise(base):  # type: ignore[misc, valid-type]
+        def add_noise(self) -> None:  # same contract as Opacus' DPOptimizer.add_noise
+            for p in self.params:
+                _check_processed_flag(p.summed_grad)
+                noise = csprng_normal(
+                    tuple(p.summed_grad.shape),
+                    std=self.noise_multiplier * self.max_grad_norm,
+                    device=p.summed_grad.device,
+                    dtype=p.summed_grad.dtype,
                 )
-                return out.logits.squeeze(-1)
+                p.grad = (p.summed_grad + noise).view_as(p)
+                _mark_as_processed(p.summed_grad)
 
-        return LogitsModule()
+    SecureNoise.__name__ = f"SecureNoise{base.__name__}"
+    optimizer.__class__ = SecureNoise
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _fresh_seed() -> int:
+    return int.from_bytes(os.urandom(8), "big") >> 1
 
 
 def train_local(
@@ -143,88 +235,67 @@ def train_local(
     *,
     config: TrainConfig,
     noise_multiplier: float | None = None,
+    unit: Unit = "row",
+    max_rows_per_user: int = 32,
     proximal_mu: float = 0.0,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
     """Train ``ranker``'s adapters in place on one merchant's impressions.
 
-    ``noise_multiplier`` is required when ``config.dp`` is on. ``proximal_mu``
-    > 0 applies FedProx's pull towards the starting (global) weights.
-    ``on_step(step, total, loss)`` is called after every step (progress bars).
+    With ``config.dp`` (the default) this is DP-SGD: Poisson sampling of DP units at
+    exactly the rate :func:`plan_round` promises, per-unit clipping to
+    ``config.max_grad_norm`` (a shopper's rows are summed, then clipped once), and
+    Gaussian noise ``noise_multiplier * max_grad_norm``. Without a ``config.seed`` the
+    noise comes from the OS CSPRNG and sampling from a generator seeded by fresh OS
+    entropy every call; a seed (tests, benchmarks) makes both repeatable -- and
+    predictable to whoever knows it.
     """
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
     if config.dp and (noise_multiplier is None or not noise_multiplier > 0):
         raise ConfigError("DP training needs a noise multiplier > 0 (or set train.dp = false)")
     for column in ("query", "product_title", "product_text", "label"):
         if column not in frame.columns:
             raise DataError(f"training data has no {column!r} column")
-    n = len(frame)
-    sample_rate, steps = plan_round(n, config)
-    # DP needs noise and batch sampling nobody can predict: fresh entropy per call
-    # unless a seed was set on purpose (tests, benchmarks).
-    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(7), "big")
+    groups = dp_units(frame, unit=unit if config.dp else "row", max_rows_per_user=max_rows_per_user)
+    sample_rate, steps = plan_round(groups.n_units, config)
+    seed = config.seed if config.seed is not None else _fresh_seed()
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-
     device = resolve_device(config.device)
     ranker.model.to(device)
-    enc = ranker.encode(frame["query"].astype(str).tolist(), ranker_documents(frame))
-    labels = torch.as_tensor(frame["label"].to_numpy(dtype=np.float32))
-    dataset = TensorDataset(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], labels)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
-
-    module = _LogitsModule.build(ranker).to(device)
+    kept = frame.iloc[groups.rows]
+    inputs = ranker.training_inputs(kept)
+    targets = torch.as_tensor(kept["label"].to_numpy(dtype=np.float32))
+    module = ranker.logits_module().to(device)
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    criterion: Any = torch.nn.BCEWithLogitsLoss()
-    engine_module: Any = module
-    if config.dp:
-        from opacus import PrivacyEngine
-
-        with warnings.catch_warnings():
-            # secure_mode=False is a documented choice (config.secure_rng turns it on).
-            warnings.filterwarnings("ignore", message="Secure RNG turned off")
-            engine = PrivacyEngine(accountant="rdp", secure_mode=config.secure_rng)
-        kwargs: dict[str, Any] = dict(
-            module=module,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=float(noise_multiplier),  # type: ignore[arg-type]
-            max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True,
-            grad_sample_mode=config.grad_sample_mode,
-            noise_generator=None
-            if config.secure_rng
-            else torch.Generator(device=device).manual_seed(seed + 1),
-        )
-        if config.grad_sample_mode == "ghost":
-            engine_module, optimizer, criterion, loader = engine.make_private(
-                criterion=criterion, **kwargs
-            )
-        else:
-            engine_module, optimizer, loader = engine.make_private(**kwargs)
-
     started = time.perf_counter()
-    try:
-        losses = _run_steps(
-            engine_module,
-            optimizer,
-            criterion,
-            loader,
-            steps=steps,
-            device=device,
-            on_step=on_step,
-            proximal=(params, anchor, proximal_mu * config.learning_rate) if anchor else None,
+    run = _Steps(
+        inputs=inputs,
+        targets=targets,
+        device=device,
+        steps=steps,
+        on_step=on_step,
+        proximal=(params, anchor, proximal_mu * config.learning_rate) if anchor else None,
+    )
+    if not config.dp:
+        losses = run.plain(module, optimizer, batch_size=config.batch_size, seed=seed)
+    elif config.grad_sample_mode == "ghost":
+        if groups.unit != "row":
+            raise ConfigError('train.grad-sample-mode = "ghost" supports only privacy.unit = "row"')
+        losses = run.ghost(
+            module, optimizer, config=config, sigma=float(noise_multiplier), seed=seed
         )
-    finally:
-        if config.dp:
-            _detach_opacus(engine_module, module)
+    else:
+        losses = run.per_unit(
+            module, optimizer, groups, config=config, sigma=float(noise_multiplier), seed=seed
+        )
     return TrainResult(
-        examples=n,
+        examples=len(frame),
+        units=groups.n_units,
+        unit=groups.unit,
         steps=steps,
         sample_rate=sample_rate,
         noise_multiplier=float(noise_multiplier) if config.dp else 0.0,
@@ -234,65 +305,226 @@ def train_local(
     )
 
 
-def _run_steps(
-    model: Any,
-    optimizer: Any,
-    criterion: Any,
-    loader: Any,
-    *,
-    steps: int,
-    device: str,
-    on_step: Callable[[int, int, float], None] | None,
-    proximal: tuple[list[Any], list[Any], float] | None = None,
-) -> list[float]:
-    """Take exactly ``steps`` optimizer steps, cycling the (Poisson) loader.
+@dataclass
+class _Steps:
+    """The step loop shared by the three ways of training (plain, per-unit DP, ghost)."""
 
-    FedProx's proximal term is applied as a separate step ``w -= lr*mu*(w - w0)``
-    after each optimizer step (hand-written: under Opacus a proximal term in the
-    loss would be dropped, since only clipped per-sample data gradients survive;
-    the pull uses no data, so it is DP post-processing and costs no privacy).
-    """
+    inputs: dict[str, Any]
+    targets: Any
+    device: str
+    steps: int
+    on_step: Callable[[int, int, float], None] | None
+    proximal: tuple[list[Any], list[Any], float] | None
+
+    def _batch(self, rows: Any) -> tuple[dict[str, Any], Any]:
+        return {k: v[rows].to(self.device) for k, v in self.inputs.items()}, self.targets[rows].to(
+            self.device
+        )
+
+    def _after_step(self, step: int, loss: float, losses: list[float]) -> None:
+        import torch
+
+        if self.proximal is not None:
+            # FedProx's pull w -= lr*mu*(w - w0), applied after the DP step (hand-written:
+            # under DP a proximal term in the loss would be dropped, since only clipped
+            # per-sample data gradients survive; the pull uses no data, so it is
+            # post-processing and costs no privacy).
+            params, anchor, rate = self.proximal
+            with torch.no_grad():
+                for param, start in zip(params, anchor, strict=True):
+                    param.sub_(rate * (param - start))
+        losses.append(loss)
+        if self.on_step is not None:
+            self.on_step(step, self.steps, loss)
+
+    def _unit_batches(self, loader: Any) -> Iterator[Any]:
+        """Exactly ``steps`` Poisson batches, cycling the loader."""
+        produced = 0
+        while produced < self.steps:
+            for batch in loader:
+                if produced >= self.steps:
+                    return
+                produced += 1
+                yield batch
+
+    def plain(self, module: Any, optimizer: Any, *, batch_size: int, seed: int) -> list[float]:
+        """Non-private baseline training: shuffled mini-batches, mean BCE."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        n = len(self.targets)
+        generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(
+            range(n), batch_size=min(batch_size, n), shuffle=True, generator=generator
+        )
+        criterion = torch.nn.BCEWithLogitsLoss()
+        losses: list[float] = []
+        for step, rows in enumerate(self._unit_batches(loader), 1):
+            batch, target = self._batch(rows)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(module(**batch), target)
+            loss.backward()
+            optimizer.step()
+            self._after_step(step, float(loss.detach()), losses)
+        return losses
+
+    def per_unit(
+        self,
+        module: Any,
+        optimizer: Any,
+        groups: DPUnits,
+        *,
+        config: TrainConfig,
+        sigma: float,
+        seed: int,
+    ) -> list[float]:
+        """DP-SGD where one DP sample is one unit (a shopper's rows, or one row).
+
+        Opacus' hooks give per-row gradients; rows of the same unit are summed into
+        one per-unit gradient (hand-written: Opacus has no notion of a sample spanning
+        several rows) and Opacus' DP optimizer then clips each unit once, adds the
+        noise and averages over the expected number of units.
+        """
+        import torch
+        from opacus.data_loader import DPDataLoader
+        from opacus.grad_sample import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+        from torch.utils.data import DataLoader, TensorDataset
+
+        unit_loader = DataLoader(
+            TensorDataset(torch.arange(groups.n_units)),
+            batch_size=min(config.batch_size, groups.n_units),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        poisson = DPDataLoader.from_data_loader(unit_loader)
+        expected = max(1, int(groups.n_units * poisson.sample_rate))
+        rows_of_unit = _rows_by_unit(groups)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Secure RNG.*")
+            gsm = GradSampleModule(module, batch_first=True, loss_reduction="sum", strict=False)
+            dp_optimizer = DPOptimizer(
+                optimizer,
+                noise_multiplier=sigma,
+                max_grad_norm=config.max_grad_norm,
+                expected_batch_size=expected,
+                loss_reduction="mean",
+                generator=torch.Generator(device=self.device).manual_seed(seed + 1)
+                if config.seed is not None
+                else None,
+            )
+        if config.seed is None:
+            _use_secure_noise(dp_optimizer)
+        criterion = torch.nn.BCEWithLogitsLoss(reduction="sum")
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        losses: list[float] = []
+        try:
+            with warnings.catch_warnings():
+                # Expected when only adapters train (inputs need no grad); not actionable.
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                for step, (units,) in enumerate(self._unit_batches(poisson), 1):
+                    dp_optimizer.zero_grad(set_to_none=True)
+                    if len(units) == 0:
+                        # An empty Poisson batch: the step would release only noise.
+                        # Skipping it is conservative (the ledger still counts it).
+                        continue
+                    rows = torch.cat([rows_of_unit[int(u)] for u in units])
+                    owner = torch.cat(
+                        [torch.full((len(rows_of_unit[int(u)]),), i) for i, u in enumerate(units)]
+                    ).to(self.device)
+                    batch, target = self._batch(rows)
+                    loss = criterion(gsm(**batch), target)
+                    loss.backward()
+                    for p in trainable:
+                        per_row = p.grad_sample
+                        p.grad_sample = torch.zeros(
+                            (len(units), *per_row.shape[1:]),
+                            dtype=per_row.dtype,
+                            device=per_row.device,
+                        ).index_add_(0, owner, per_row)
+                    dp_optimizer.step()
+                    self._after_step(step, float(loss.detach()) / len(rows), losses)
+        finally:
+            gsm._close()
+        return losses
+
+    def ghost(
+        self, module: Any, optimizer: Any, *, config: TrainConfig, sigma: float, seed: int
+    ) -> list[float]:
+        """Row-level DP-SGD with Opacus' ghost clipping (no per-sample gradients stored)."""
+        import torch
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
+
+        names = list(self.inputs)
+        dataset = TensorDataset(*(self.inputs[k] for k in names), self.targets)
+        loader = DataLoader(
+            dataset,
+            batch_size=min(config.batch_size, len(dataset)),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Secure RNG.*")
+            engine = PrivacyEngine(accountant="rdp")
+        wrapped, dp_optimizer, criterion, poisson = engine.make_private(
+            module=_Positional(module, names),
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=config.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode="ghost",
+            criterion=torch.nn.BCEWithLogitsLoss(),
+            noise_generator=torch.Generator(device=self.device).manual_seed(seed + 1)
+            if config.seed is not None
+            else None,
+        )
+        if config.seed is None:
+            _use_secure_noise(dp_optimizer)
+        losses: list[float] = []
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                for step, (*tensors, target) in enumerate(self._unit_batches(poisson), 1):
+                    dp_optimizer.zero_grad(set_to_none=True)
+                    if len(target) == 0:
+                        continue
+                    loss = criterion(
+                        wrapped(*(t.to(self.device) for t in tensors)), target.to(self.device)
+                    )
+                    loss.backward()
+                    dp_optimizer.step()
+                    self._after_step(step, float(loss.detach()), losses)
+        finally:
+            remove = getattr(wrapped, "_close", None) or getattr(wrapped, "remove_hooks", None)
+            if remove is not None:
+                remove()
+            for param in module.parameters():
+                param.grad = None
+        return losses
+
+
+def _rows_by_unit(groups: DPUnits) -> list[Any]:
     import torch
 
-    losses: list[float] = []
-    step = 0
-    with warnings.catch_warnings():
-        # Expected when only adapters train (inputs need no grad); not actionable.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        while step < steps:
-            for input_ids, attention_mask, token_type_ids, target in loader:
-                if step >= steps:
-                    break
-                step += 1
-                optimizer.zero_grad(set_to_none=True)
-                if len(target) == 0:
-                    # An empty Poisson batch: the DP step would release only noise.
-                    # Skipping it is conservative (the ledger still counts it).
-                    continue
-                logits = model(
-                    input_ids.to(device), attention_mask.to(device), token_type_ids.to(device)
-                )
-                loss = criterion(logits, target.to(device))
-                loss.backward()
-                optimizer.step()
-                if proximal is not None:
-                    params, anchor, rate = proximal
-                    with torch.no_grad():
-                        for param, start in zip(params, anchor, strict=True):
-                            param.sub_(rate * (param - start))
-                losses.append(float(loss.detach()))
-                if on_step is not None:
-                    on_step(step, steps, losses[-1])
-    return losses
+    order = np.argsort(groups.unit_of_row, kind="stable")
+    bounds = np.searchsorted(groups.unit_of_row[order], np.arange(groups.n_units + 1))
+    return [torch.as_tensor(order[bounds[u] : bounds[u + 1]]) for u in range(groups.n_units)]
 
 
-def _detach_opacus(wrapped: Any, module: Any) -> None:
-    """Remove Opacus hooks and per-sample buffers so later scoring is plain."""
-    remove = getattr(wrapped, "_close", None) or getattr(wrapped, "remove_hooks", None)
-    if remove is not None:
-        remove()
-    for param in module.parameters():
-        for attr in ("grad_sample", "_forward_counter", "_current_grad_sample"):
-            if hasattr(param, attr):
-                delattr(param, attr)
-        param.grad = None
+def _positional_module(module: Any, names: list[str]) -> Any:
+    import torch
+
+    class Positional(torch.nn.Module):
+        """Opacus' ghost clipping feeds a batch positionally; the ranker takes keywords."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.inner(**dict(zip(names, tensors, strict=True)))
+
+    return Positional()
+
+
+_Positional = _positional_module
