@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ecrec.config import EvaluationConfig
-from ecrec.data.schema import ranker_documents
 from ecrec.metrics.ranking import per_group_metric, ranking_metrics
 from ecrec.model.ranker import Ranker
 
@@ -31,23 +30,26 @@ class PooledEvaluator:
         self.ranker = ranker
         self.validation = limit_queries(validation, config.max_queries).reset_index(drop=True)
         self.config = config
-        self.last_scores: np.ndarray | None = None  # for the audit of the same scoring
 
     def scores(self, state: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         if state is not None:
             self.ranker.load_adapter_state(state)
-        frame = self.validation
-        return self.ranker.score(
-            frame["query"].astype(str).tolist(),
-            ranker_documents(frame),
-            batch_size=self.config.batch_size,
-        )
+        return self.ranker.score_frame(self.validation, batch_size=self.config.batch_size)
 
     def evaluate(self, state: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Global metrics plus NDCG@k per merchant (the merchant that listed the item)."""
-        frame = self.validation
+        return self.measure(state)[0]
+
+    def measure(
+        self, state: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """The metrics and the scores they were computed from (audits reuse the scores)."""
         scores = self.scores(state)
-        self.last_scores = scores
+        return self.metrics(scores), scores
+
+    def metrics(self, scores: np.ndarray) -> dict[str, Any]:
+        """Global metrics plus NDCG@k per merchant (the merchant that listed the item)."""
+        frame = self.validation
         relevance = frame["relevance"].to_numpy() if "relevance" in frame else None
         k = self.config.k
         metrics: dict[str, Any] = ranking_metrics(

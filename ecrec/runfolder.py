@@ -5,10 +5,16 @@ Layout (DESIGN.md "Run folder")::
     config.toml          resolved configuration
     metrics.jsonl        one JSON object per evaluated round (0 = before training)
     privacy.json         per-merchant privacy spend, from what nodes reported
+    fairness.json        the fairness audit after every round (trend) and its flags
+    explanations.json    SHAP attributions (+ explanations/ with text plots and charts)
+    privacy_report.*     the privacy budget report (json, md, png)
+    report.html          everything above in one self-contained page
     checkpoints/
-      round_0003.npz     global adapter after round 3 (named float32 arrays)
-      server_state.json  last completed round + per-round client reports, for --resume
+      round_0003.npz     global adapter after round 3 (named float32 arrays), plus the
+                         strategy's own state (e.g. FedAdam's moments) as __strategy__.* arrays
+      server_state.json  last completed round + per-round node reports, for --resume
 
+This module does all of a run's artefact I/O; the computation modules return values.
 Every write is atomic (temp file + ``os.replace``) so a crash leaves the last
 good version in place.
 """
@@ -29,6 +35,7 @@ from ecrec.errors import EcrecError
 
 CHECKPOINTS = "checkpoints"
 SERVER_STATE = "server_state.json"
+STRATEGY_PREFIX = "__strategy__."
 
 
 def _json_default(value: Any) -> Any:
@@ -101,16 +108,46 @@ class RunFolder:
     def write_privacy(self, payload: Mapping[str, Any]) -> None:
         atomic_write_json(self.privacy_path, payload)
 
+    def append_fairness(self, server_round: int, audit: Mapping[str, Any]) -> Path:
+        """Record one round's audit in ``fairness.json`` (the trend over rounds)."""
+        from ecrec.fairness.store import append_fairness
+
+        return append_fairness(self.path, server_round, audit)
+
+    def write_explanations(self, result: Mapping[str, Any]) -> None:
+        """``explanations.json`` and ``explanations/`` (text plots, global charts)."""
+        from ecrec.explain import write_explanations
+
+        write_explanations(result, self.path)
+
+    def write_privacy_report(self) -> list[Path]:
+        """``privacy_report.{json,md,png}`` from ``privacy.json`` (and local ledgers)."""
+        from ecrec.report.privacy_report import write_privacy_report
+
+        return write_privacy_report(self.path)[1]
+
+    def write_html_report(self) -> Path:
+        """``report.html``: the whole run in one self-contained page."""
+        from ecrec.report.html import write_report
+
+        return write_report(self.path)
+
     def save_checkpoint(
         self,
         server_round: int,
         state: Mapping[str, np.ndarray],
         server_state: Mapping[str, Any],
+        *,
+        extra_arrays: Mapping[str, np.ndarray] | None = None,
     ) -> Path:
-        """Save the global adapter after ``server_round`` and the server state."""
+        """Save the global adapter after ``server_round``, the strategy's arrays and the
+        server state (written last: it is what says the round is complete)."""
         path = self.checkpoint_path(server_round)
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in state.items()})
+        arrays = {name: np.asarray(a, dtype=np.float32) for name, a in state.items()}
+        for name, value in (extra_arrays or {}).items():
+            arrays[STRATEGY_PREFIX + name] = np.asarray(value)
+        np.savez(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
         atomic_write_json(self.checkpoints / SERVER_STATE, {**server_state, "round": server_round})
         return path
@@ -139,11 +176,31 @@ class RunFolder:
             raise EcrecError(f"{path}: corrupt server state: {err.msg}") from None
 
     def load_checkpoint(self, server_round: int) -> dict[str, np.ndarray]:
+        """The global adapter saved after ``server_round``."""
+        return self._load_arrays(server_round)[0]
+
+    def load_strategy_arrays(self, server_round: int) -> dict[str, np.ndarray]:
+        """The strategy state saved with round ``server_round`` (empty for FedAvg)."""
+        return self._load_arrays(server_round)[1]
+
+    def _load_arrays(
+        self, server_round: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         path = self.checkpoint_path(server_round)
         if not path.exists():
             raise EcrecError(f"{path}: checkpoint missing")
         with np.load(path) as data:
-            return {name: data[name].astype(np.float32) for name in data.files}
+            adapter = {
+                name: data[name].astype(np.float32)
+                for name in data.files
+                if not name.startswith(STRATEGY_PREFIX)
+            }
+            strategy = {
+                name[len(STRATEGY_PREFIX) :]: np.array(data[name])
+                for name in data.files
+                if name.startswith(STRATEGY_PREFIX)
+            }
+        return adapter, strategy
 
     def latest(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
         """The last completed round, its global adapter and server state (for --resume)."""
@@ -164,11 +221,15 @@ def format_round_line(record: Mapping[str, Any], *, k: int) -> str:
         f"round {record['round']}: ndcg@{k}={fmt(record.get(f'ndcg@{k}'))} "
         f"mrr@{k}={fmt(record.get(f'mrr@{k}'))} auc={fmt(record.get('auc'))}"
     )
+    if "trained" in record and record["round"]:
+        line += f"  trained: {len(record['trained'])}"
     eps = ", ".join(f"{m}={v:.2f}" for m, v in sorted((record.get("epsilon") or {}).items()) if v)
     if eps:
         line += f"  ε: {eps}"
     if record.get("declined"):
         line += f"  declined: {', '.join(record['declined'])}"
+    if record.get("skipped"):
+        line += f"  SKIPPED: {record['skipped']}"
     if record.get("fairness_flags"):
         line += f"  fairness flags: {record['fairness_flags']}"
     return line

@@ -1,9 +1,15 @@
-"""``ecrec simulate``: the main job, a local federation of N merchants."""
+"""``ecrec simulate``: the main job, a local federation of N merchants.
+
+It plays each merchant's part (initialises its ledger under the node policy given,
+writes its node config), then runs the ecrec ServerApp and ClientApp -- the same
+objects a deployment runs -- on Flower's simulation engine.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ecrec.errors import EcrecError
 
@@ -32,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
+        "--node-policy",
+        type=Path,
+        metavar="FILE",
+        help="the node privacy policy every simulated merchant applies (default: the strict "
+        "default policy; see ecrec/node/policy.py)",
+    )
+    parser.add_argument(
+        "--unit",
+        choices=("auto", "user", "row"),
+        help="the DP unit: user (one shopper), row (one impression), auto (user where ids exist)",
+    )
+    parser.add_argument(
         "--merchant-budget",
         type=_budget,
         action="append",
@@ -42,13 +60,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def rounds_table(summary: Any, *, k: int) -> Any:
+    """The final per-round table: quality, who trained, traffic and time."""
+    from rich.table import Table
+
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    table = Table(title=f"ecrec simulation: {summary.run_dir}")
+    for column in ("round", f"ndcg@{k}", f"mrr@{k}", "auc", "trained", "declined", "KB up", "s"):
+        table.add_column(column, justify="right")
+    for record in summary.rounds:
+        table.add_row(
+            str(record["round"]),
+            fmt(record.get(f"ndcg@{k}")),
+            fmt(record.get(f"mrr@{k}")),
+            fmt(record.get("auc")),
+            str(len(record.get("trained", []))),
+            ",".join(record.get("declined", [])) or ("skipped" if record.get("skipped") else "-"),
+            f"{record.get('bytes_up', 0) / 1024:.0f}",
+            f"{record.get('wall_seconds', 0):.1f}",
+        )
+    return table
+
+
+def privacy_table(summary: Any) -> Any:
+    """Each merchant's own ledger: ε spent, with its accountant and DP unit beside it."""
+    from rich.table import Table
+
+    table = Table(title="privacy spent (each merchant's own ledger)")
+    for column in ("merchant", "ε spent", "budget", "remaining", "δ", "accountant", "unit"):
+        table.add_column(column, justify="right")
+    for merchant, info in sorted(summary.privacy.items()):
+        table.add_row(
+            merchant,
+            f"{info['spent']:.3f}",
+            f"{info['budget']:g}",
+            f"{info['remaining']:.3f}",
+            f"{info['delta']:g}",
+            str(info["accountant"]),
+            f"per {info['unit']}",
+        )
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from rich.console import Console
 
     from ecrec.config import load_config
-    from ecrec_simulations.runner import rounds_table, simulate
+    from ecrec.federation.simulation import simulate
 
     config = load_config(args.config)
     if args.merchants is not None:
@@ -59,21 +121,39 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace("federation", rounds=args.rounds)
     if args.data is not None:
         config = config.replace("data", dir=str(args.data))
+    if args.unit is not None:
+        config = config.replace("privacy", unit=args.unit)
     if args.resume and args.out is None:
         raise EcrecError("--resume needs --out RUN_FOLDER")
+    policy = None
+    if args.node_policy is not None:
+        from ecrec.node.policy import load_policy
+
+        load_policy(args.node_policy)  # a bad policy file fails here, with its name
+        policy = args.node_policy
+    if args.unit not in (None, "auto"):
+        import dataclasses
+
+        from ecrec.node.policy import NodePolicy, load_policy
+
+        base = load_policy(policy) if policy is not None else NodePolicy()
+        policy = dataclasses.replace(base, unit=args.unit)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     console = Console(stderr=True)
     summary = simulate(
         config,
         out=out,
         resume=args.resume,
+        node_policy=policy,
         merchant_budgets=dict(args.merchant_budget),
         console=console,
     )
     Console().print(rounds_table(summary, k=config.evaluation.k))
+    Console().print(privacy_table(summary))
     console.print(
         f"done in {summary.seconds:.0f} s. Wrote {out}/: config.toml, metrics.jsonl "
-        f"({len(summary.rounds)} rounds), privacy.json, privacy_report.md, report.html, "
-        "checkpoints/, ledgers/"
+        f"({len(summary.rounds)} rounds), privacy.json, fairness.json, privacy_report.md, "
+        "report.html, checkpoints/; each merchant's node state: ledgers/, journals/, "
+        "node-secrets/, nodes.toml"
     )
     return 0

@@ -1,23 +1,34 @@
-"""Flower server adapter: strategy, SecAgg+ workflow, and the round loop.
+"""Flower server adapter: strategy, SecAgg+ workflow and the resumable round loop.
 
-Aggregation is Flower's (FedAvg / FedProx / FedAdam, SecAgg+ workflow, client
-DP wrapper). What Flower's ``DefaultWorkflow`` cannot do is resume at round k
-with the same numbering, so :func:`run_federation` drives the same workflow
-pieces in its own loop (hand-written for that reason only).
+Aggregation is Flower's (FedAvg / FedProx / FedAdam, the SecAgg+ workflow, the
+client-side-clipping DP wrapper) on the legacy stack, the one where SecAgg+ works
+in Flower 1.42 (ENVIRONMENT.md). Hand-written, each for a reason Flower does not
+cover:
+
+* the round loop, because ``DefaultWorkflow`` cannot resume at round k with the
+  same numbering;
+* :class:`GuardedSecAggPlusWorkflow`, which refuses to unmask a sum of fewer than
+  ``federation.min-trainers`` updates (Flower unmasks whatever reaches its threshold);
+* :class:`RoundGrid`, which bounds plain rounds by a timeout (Flower's default fit
+  workflow waits for ever) and keeps each node's error replies, so a declined round
+  can say who declined and why.
+
+Everything done with the aggregated adapter -- evaluation, audit, explanations,
+artefacts -- is the Flower-free :class:`~ecrec.pipeline.RoundPipeline`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from flwr.app import ConfigRecord
-from flwr.common import Context, FitRes, Parameters, ndarrays_to_parameters
+from flwr.app import ConfigRecord, Message
+from flwr.common import Context, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.logger import FLOWER_LOGGER
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import Grid, LegacyContext, ServerConfig
@@ -32,221 +43,234 @@ from flwr.server.strategy import (
 )
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
-from flwr.server.workflow.default_workflows import (
-    default_centralized_evaluation_workflow,
-    default_fit_workflow,
-    default_init_params_workflow,
-)
+from flwr.server.workflow.default_workflows import default_fit_workflow
 
 from ecrec.config import RunConfig
 from ecrec.errors import EcrecError
-from ecrec.evaluation import PooledEvaluator
-from ecrec.federation.client import SERVER_ROUND
-from ecrec.model.ranker import build_ranker
+from ecrec.federation.protocol import (
+    ECREC_CONFIG,
+    SERVER_ROUND,
+    SIMULATION_NODES,
+    Decline,
+    parse_decline,
+)
+from ecrec.pipeline import RoundPipeline
 from ecrec.runfolder import RunFolder
 
 log = logging.getLogger("ecrec.server")
+SERVER_COMPONENT = "ecrec_server.server_app:app"
+#: Strategy attributes that carry state between rounds (FedAdam / FedOpt).
+STRATEGY_STATE = ("current_weights", "m_t", "v_t")
 
 
 class RoundFailedError(EcrecError):
-    """A round ended without any aggregated update."""
+    """A round ended without an aggregated update and the run cannot go on."""
+
+    exit_code = 1
 
 
-class RoundRecorder:
-    """Collects client reports per round and writes the run folder after each evaluation."""
+# --------------------------------------------------------------------------- what a round saw
+
+
+@dataclass
+class RoundLog:
+    """What the server learnt about one round from the nodes' answers."""
+
+    server_round: int
+    trained: dict[str, dict[str, Any]] = field(default_factory=dict)  # merchant -> disclosed
+    declines: list[Decline] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # failures that were not declines
+    bytes_up: int = 0
+    bytes_down: int = 0
+    skipped: str | None = None  # why the round was not aggregated, if it was refused
+    aggregated: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def declined_by(self) -> dict[str, str]:
+        return {d.merchant: d.reason for d in self.declines}
+
+    def record(self) -> dict[str, Any]:
+        """The round's federation fields in ``metrics.jsonl``."""
+        return {
+            "clients": len(self.trained) + len(self.declines),
+            "trained": sorted(self.trained),
+            "declined": sorted(self.declined_by()),
+            "decline_reasons": self.declined_by(),
+            "failures": len(self.errors),
+            "skipped": self.skipped,
+            "epsilon": {
+                m: d.get("epsilon-spent") for m, d in self.trained.items() if "epsilon-spent" in d
+            },
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "wall_seconds": round(time.perf_counter() - self.started, 3),
+        }
+
+    def why_nothing(self) -> str:
+        parts = [f"{d.merchant}: {d.reason}" for d in self.declines]
+        parts += self.errors[:3]
+        if self.skipped:
+            parts.insert(0, self.skipped)
+        return "; ".join(parts) or "no node answered"
+
+
+def _message_bytes(msg: Message) -> int:
+    """Bytes of arrays and byte strings in a message (what dominates the wire size)."""
+    total = 0
+    if msg.has_error():
+        return 0
+    for record in msg.content.array_records.values():
+        total += sum(int(np.asarray(a.numpy()).nbytes) for a in record.values())
+    for record in msg.content.config_records.values():
+        for value in record.values():
+            if isinstance(value, bytes):
+                total += len(value)
+            elif isinstance(value, list):
+                total += sum(len(v) for v in value if isinstance(v, bytes))
+    return total
+
+
+class RoundGrid:
+    """A Grid that bounds every exchange by a timeout and records what came back."""
+
+    def __init__(self, grid: Grid, *, timeout: float) -> None:
+        self._grid = grid
+        self.timeout = timeout
+        self.current: RoundLog | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        messages = list(messages)
+        replies = list(
+            self._grid.send_and_receive(
+                messages, timeout=self.timeout if timeout is None else timeout
+            )
+        )
+        if self.current is not None:
+            self.current.bytes_down += sum(_message_bytes(m) for m in messages)
+            for reply in replies:
+                self.current.bytes_up += _message_bytes(reply)
+                if reply.has_error():
+                    reason = str(reply.error.reason)
+                    decline = parse_decline(reason)
+                    if decline is not None:
+                        self.current.declines.append(decline)
+                    else:
+                        self.current.errors.append(
+                            f"node {reply.metadata.src_node_id}: {reason[:300]}"
+                        )
+        return replies
+
+
+class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
+    """SecAgg+ that will not unmask a sum of fewer than ``min_trainers`` updates."""
 
     def __init__(
-        self,
-        *,
-        run: RunFolder,
-        config: RunConfig,
-        evaluator: PooledEvaluator,
-        names: list[str],
-        reports: Mapping[int, list[dict[str, Any]]] | None = None,
-        on_round: Callable[[dict[str, Any]], None] | None = None,
+        self, *, min_trainers: int, on_refuse: Callable[[str], None], **kwargs: Any
     ) -> None:
-        self.run = run
-        self.config = config
-        self.evaluator = evaluator
-        self.names = names
-        self.reports: dict[int, list[dict[str, Any]]] = {
-            int(k): list(v) for k, v in (reports or {}).items()
-        }
-        self.failures: dict[int, int] = {}
-        self.on_round = on_round
-        self._round_started = time.perf_counter()
+        super().__init__(**kwargs)
+        self.min_trainers = min_trainers
+        self.on_refuse = on_refuse
 
-    def _audit(self, server_round: int, scores: np.ndarray) -> int:
-        """Fairness audit of this round's scoring (cheap: no extra model calls)."""
-        from ecrec.fairness import AuditConfig, append_fairness, audit_rankings
-
-        audit = audit_rankings(
-            self.evaluator.validation, scores, config=AuditConfig(k=self.config.evaluation.k)
-        )
-        append_fairness(self.run.path, server_round, audit)
-        return len(audit["flags"])
-
-    def _explain(self, server_round: int) -> None:
-        """SHAP explanations of the global ranker as it is now (model already loaded)."""
-        from ecrec.explain import explain_run, write_explanations
-
-        report = self.config.report
-        result = explain_run(
-            self.evaluator.ranker,
-            self.evaluator.validation,
-            queries=report.explain_queries,
-            top_k=report.explain_top_k,
-            seed=self.config.data.seed,
-        )
-        result["round"] = server_round
-        write_explanations(result, self.run.path)
-
-    def finish(self) -> None:
-        """After the last round: explanations, the privacy report and the HTML report."""
-        from ecrec.report.html import write_report
-        from ecrec.report.privacy_report import write_privacy_report
-
-        last = max(self.reports, default=0)
-        if self.config.report.explain and last:
-            self._explain(last)
-        write_privacy_report(self.run.path)
-        if self.config.report.html:
-            write_report(self.run.path)
-
-    def round_started(self) -> None:
-        self._round_started = time.perf_counter()
-
-    def record_fit(
-        self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Any]
-    ) -> None:
-        self.reports[server_round] = [dict(res.metrics) for _, res in results]
-        self.failures[server_round] = len(failures)
-        for failure in failures:
-            log.warning("round %s: a client failed: %s", server_round, _describe(failure))
-
-    def evaluate(
-        self, server_round: int, arrays: list[np.ndarray], _config: dict[str, Any]
-    ) -> tuple[float, dict[str, Any]]:
-        state = dict(zip(self.names, (np.asarray(a, np.float32) for a in arrays), strict=True))
-        metrics = self.evaluator.evaluate(state)
-        k = self.config.evaluation.k
-        reports = self.reports.get(server_round, [])
-        adapter_bytes = int(sum(a.nbytes for a in state.values()))
-        record: dict[str, Any] = {
-            "round": server_round,
-            **{key: v for key, v in metrics.items() if key != f"per_merchant_ndcg@{k}"},
-            f"per_merchant_ndcg@{k}": metrics[f"per_merchant_ndcg@{k}"],
-            "clients": len(reports),
-            "declined": sorted(r["merchant_id"] for r in reports if r.get("declined")),
-            "failures": self.failures.get(server_round, 0),
-            "epsilon": {r["merchant_id"]: r.get("epsilon_spent") for r in reports},
-            "bytes_up": int(sum(r.get("bytes_up", 0) for r in reports)),
-            "bytes_down": adapter_bytes * (len(reports) + self.failures.get(server_round, 0)),
-            "wall_seconds": round(time.perf_counter() - self._round_started, 3),
-        }
-        if self.config.report.audit and self.evaluator.last_scores is not None:
-            record["fairness_flags"] = self._audit(server_round, self.evaluator.last_scores)
-        every = self.config.report.explain_every
-        if self.config.report.explain and every and server_round and server_round % every == 0:
-            self._explain(server_round)
-        self.run.append_metrics(record)
-        self.run.save_checkpoint(
-            server_round,
-            state,
-            {"names": self.names, "reports": {str(k): v for k, v in self.reports.items()}},
-        )
-        self.run.write_privacy(privacy_summary(self.config, self.reports))
-        if self.on_round is not None:
-            self.on_round(record)
-        self.round_started()
-        loss = metrics.get("logloss")
-        return float(loss) if loss is not None and np.isfinite(loss) else 0.0, {
-            key: float(v) for key, v in metrics.items() if isinstance(v, int | float)
-        }
-
-
-def _describe(failure: Any) -> str:
-    if isinstance(failure, BaseException):
-        return f"{type(failure).__name__}: {failure}"
-    _, res = failure
-    return f"status {res.status.code}: {res.status.message}"
-
-
-def privacy_summary(
-    config: RunConfig, reports: Mapping[int, list[dict[str, Any]]]
-) -> dict[str, Any]:
-    """``privacy.json``: per merchant, cumulative ε after each round it was asked."""
-    merchants: dict[str, dict[str, Any]] = {}
-    for server_round in sorted(reports):
-        for report in reports[server_round]:
-            mid = str(report["merchant_id"])
-            entry = merchants.setdefault(
-                mid,
-                {
-                    "budget_epsilon": report.get("budget_epsilon"),
-                    "delta": config.privacy.delta,
-                    "accountant": config.privacy.accountant,
-                    "rounds": [],
-                    "declined_rounds": [],
-                },
+    def unmask_stage(self, grid: Any, context: Any, state: Any) -> bool:
+        active = len(state.active_node_ids)
+        if active < self.min_trainers:
+            self.on_refuse(
+                f"only {active} merchant(s) sent a masked update, fewer than "
+                f"federation.min-trainers={self.min_trainers}: the sum is not unmasked"
             )
-            declined = bool(report.get("declined"))
-            entry["rounds"].append(
-                {
-                    "round": server_round,
-                    "epsilon": report.get("epsilon_spent"),
-                    "steps": report.get("steps", 0),
-                    "noise_multiplier": report.get("noise_multiplier"),
-                    "sample_rate": report.get("sample_rate"),
-                    "declined": declined,
-                    **({"reason": report.get("decline_reason")} if declined else {}),
-                }
-            )
-            if declined:
-                entry["declined_rounds"].append(server_round)
-            entry["epsilon_spent"] = report.get("epsilon_spent")
-            entry["remaining_epsilon"] = report.get("epsilon_remaining")
-            entry["steps_total"] = sum(r["steps"] or 0 for r in entry["rounds"])
-            entry["status"] = "declining" if declined else "active"
-    return {
-        "accountant": config.privacy.accountant,
-        "delta": config.privacy.delta,
-        "dp": config.train.dp,
-        "merchants": merchants,
-    }
+            return False
+        return super().unmask_stage(grid, context, state)
 
 
-def _sum_fit_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Round totals for Flower's history (per-client reports go to the recorder)."""
-    return {
-        "examples": sum(n for n, _ in results),
-        "declined": sum(int(m.get("declined", 0)) for _, m in results),
-    }
+# --------------------------------------------------------------------------- strategy
+
+
+def screen_updates(
+    results: list[tuple[ClientProxy, FitRes]], *, reference: list[np.ndarray]
+) -> tuple[list[tuple[ClientProxy, FitRes]], list[str]]:
+    """Plain mode only: drop updates that are non-finite, mis-shaped or far larger than
+    the others (what SecAgg+ would hide from the server, it can check in the clear).
+
+    Returns the kept results and one reason per dropped update, naming the merchant.
+    """
+    kept, dropped = [], []
+    norms: list[float] = []
+    for proxy, res in results:
+        who = str(res.metrics.get("merchant", proxy.node_id))
+        arrays = parameters_to_ndarrays(res.parameters)
+        shapes = [a.shape for a in arrays]
+        expected = [r.shape for r in reference]
+        if shapes != expected:
+            dropped.append(f"{who}: update has shapes {shapes[:2]}..., expected {expected[:2]}...")
+            continue
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            dropped.append(f"{who}: update has non-finite values")
+            continue
+        delta = np.sqrt(
+            sum(float(np.sum((a - r) ** 2)) for a, r in zip(arrays, reference, strict=True))
+        )
+        norms.append(delta)
+        kept.append((proxy, res, delta, who))
+    if len(kept) >= 3:
+        median = float(np.median([d for *_, d, _ in kept]))
+        bound = 10.0 * median if median > 0 else np.inf
+        final = []
+        for proxy, res, delta, who in kept:
+            if delta > bound:
+                dropped.append(
+                    f"{who}: update norm {delta:.4g} is over 10x the median {median:.4g}"
+                )
+            else:
+                final.append((proxy, res))
+        return final, dropped
+    return [(p, r) for p, r, *_ in kept], dropped
 
 
 def make_strategy(
-    config: RunConfig, *, initial: list[np.ndarray], recorder: RoundRecorder
+    config: RunConfig,
+    *,
+    initial: list[np.ndarray],
+    rounds: dict[int, RoundLog],
+    fit_config: Callable[[int], dict[str, Any]],
 ) -> Strategy:
-    """The configured Flower strategy, with the recorder hooked into fit and evaluate."""
+    """The configured Flower strategy; it records what nodes disclose and refuses to
+    aggregate fewer than ``min-trainers`` updates (plain mode checks them first)."""
     fed = config.federation
     base_cls: type[FedAvg] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}[
         fed.strategy
     ]
 
     class RecordingStrategy(base_cls):  # type: ignore[misc, valid-type]
-        """Records each round's client reports; keeps the model if everyone declined."""
-
         def aggregate_fit(
             self,
             server_round: int,
             results: list[tuple[ClientProxy, FitRes]],
             failures: list[Any],
         ) -> tuple[Parameters | None, dict[str, Any]]:
-            recorder.record_fit(server_round, results, failures)
-            if sum(res.num_examples for _, res in results) == 0:
-                log.warning("round %s: no merchant trained; global model unchanged", server_round)
+            round_log = rounds[server_round]
+            if not fed.secagg:
+                reference = parameters_to_ndarrays(self._current_parameters)
+                results, dropped = screen_updates(results, reference=reference)
+                round_log.errors.extend(f"rejected {d}" for d in dropped)
+            for proxy, res in results:
+                merchant = str(res.metrics.get("merchant", proxy.node_id))
+                round_log.trained[merchant] = dict(res.metrics)
+            if len(results) < fed.min_trainers:
+                round_log.skipped = (
+                    f"only {len(results)} merchant(s) trained, fewer than "
+                    f"federation.min-trainers={fed.min_trainers}: round not aggregated"
+                )
                 return None, {}
-            return super().aggregate_fit(server_round, results, failures)
+            aggregated, metrics = super().aggregate_fit(server_round, results, failures)
+            if aggregated is not None:
+                round_log.aggregated = True
+                self._current_parameters = aggregated
+            return aggregated, metrics
 
     kwargs: dict[str, Any] = dict(
         fraction_fit=1.0,
@@ -254,9 +278,9 @@ def make_strategy(
         min_fit_clients=fed.min_clients,
         min_evaluate_clients=0,
         min_available_clients=fed.min_clients,
-        evaluate_fn=recorder.evaluate,
-        on_fit_config_fn=lambda server_round: {SERVER_ROUND: server_round},
-        fit_metrics_aggregation_fn=_sum_fit_metrics,
+        on_fit_config_fn=fit_config,
+        # Per-node answers are recorded above; Flower's history only needs the count.
+        fit_metrics_aggregation_fn=lambda results: {"trained": len(results)},
         initial_parameters=ndarrays_to_parameters(initial),
     )
     if fed.strategy == "fedprox":
@@ -264,6 +288,7 @@ def make_strategy(
     if fed.strategy == "fedadam":
         kwargs["eta"] = fed.server_learning_rate
     strategy: Strategy = RecordingStrategy(**kwargs)
+    strategy._current_parameters = ndarrays_to_parameters(initial)  # type: ignore[attr-defined]
     if fed.client_dp:
         strategy = DifferentialPrivacyClientSideFixedClipping(
             strategy,
@@ -274,25 +299,60 @@ def make_strategy(
     return strategy
 
 
+def _inner(strategy: Strategy) -> Strategy:
+    return getattr(strategy, "strategy", strategy)  # the DP wrapper keeps the real one inside
+
+
+def strategy_arrays(strategy: Strategy) -> dict[str, np.ndarray]:
+    """The strategy's state between rounds, as named arrays (FedAdam's moments)."""
+    inner = _inner(strategy)
+    out: dict[str, np.ndarray] = {}
+    for attr in STRATEGY_STATE:
+        value = getattr(inner, attr, None)
+        if isinstance(value, list) and value:
+            for i, array in enumerate(value):
+                out[f"{attr}.{i}"] = np.asarray(array)
+    return out
+
+
+def restore_strategy(strategy: Strategy, arrays: Mapping[str, np.ndarray]) -> None:
+    """Put saved state back, so a resumed FedAdam run continues its moments."""
+    inner = _inner(strategy)
+    for attr in STRATEGY_STATE:
+        items = sorted(
+            ((int(k.split(".", 1)[1]), v) for k, v in arrays.items() if k.split(".", 1)[0] == attr),
+        )
+        if items:
+            setattr(inner, attr, [np.asarray(v) for _, v in items])
+
+
+# --------------------------------------------------------------------------- the run
+
+
 @dataclass
 class ServerPlan:
     """Everything the round loop needs, prepared before Flower starts."""
 
     config: RunConfig
-    recorder: RoundRecorder
+    run: RunFolder
+    pipeline: RoundPipeline
     initial: list[np.ndarray]
     start_round: int
+    rounds: dict[int, RoundLog]
+    strategy_arrays: dict[str, np.ndarray]
+    simulation_nodes: Path | None = None
 
 
 def plan_server_run(
     config: RunConfig,
     *,
     run: RunFolder,
-    validation: pd.DataFrame,
+    validation: Any,
     resume: bool,
+    simulation_nodes: Path | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> ServerPlan:
-    """Open the run folder (fresh or resumed), build the evaluator and initial model.
+    """Open the run folder (fresh or resumed), build the pipeline and initial model.
 
     A fresh run refuses a folder that already holds one, so nothing is lost.
     """
@@ -303,14 +363,14 @@ def plan_server_run(
         raise EcrecError(f"{run.path}: already holds a run; resume it or choose a new folder")
     run.create()
     run.write_config(config.to_toml())
-    ranker = build_ranker(config.model)
-    evaluator = PooledEvaluator(ranker=ranker, validation=validation, config=config.evaluation)
-    names = list(ranker.adapter_state())
-    initial = list(ranker.adapter_state().values())
+    pipeline = RoundPipeline(config=config, validation=validation, run=run, on_round=on_round)
+    names = pipeline.names
+    initial = list(pipeline.initial_state().values())
     start_round = 1
-    reports: dict[int, list[dict[str, Any]]] = {}
+    rounds: dict[int, RoundLog] = {}
+    arrays: dict[str, np.ndarray] = {}
     if latest is not None:
-        done, state, server_state = latest
+        done, state, _ = latest
         if list(state) != names:
             raise EcrecError(f"{run.path}: checkpoint does not match the configured ranker")
         if done >= config.federation.rounds:
@@ -320,75 +380,226 @@ def plan_server_run(
             )
         start_round = done + 1
         initial = list(state.values())
-        reports = {int(k): v for k, v in server_state.get("reports", {}).items()}
-    recorder = RoundRecorder(
-        run=run,
+        arrays = run.load_strategy_arrays(done)
+    return ServerPlan(
         config=config,
-        evaluator=evaluator,
-        names=names,
-        reports=reports,
-        on_round=on_round,
+        run=run,
+        pipeline=pipeline,
+        initial=initial,
+        start_round=start_round,
+        rounds=rounds,
+        strategy_arrays=arrays,
+        simulation_nodes=simulation_nodes,
     )
-    return ServerPlan(config=config, recorder=recorder, initial=initial, start_round=start_round)
 
 
-def run_federation(
-    grid: Grid,
-    context: Context,
-    *,
-    plan: ServerPlan,
-    quiet: bool = True,
-) -> None:
+def privacy_summary(config: RunConfig, history: Mapping[str, Any]) -> dict[str, Any]:
+    """``privacy.json``: what each merchant's node told the server, round by round."""
+    return {
+        "private": config.train.dp,
+        "requested": {
+            "budget_epsilon": config.privacy.budget_epsilon,
+            "delta": config.privacy.delta,
+            "accountant": config.privacy.accountant,
+            "unit": config.privacy.unit,
+        },
+        "merchants": history,
+    }
+
+
+def _update_history(history: dict[str, Any], round_log: RoundLog) -> None:
+    for merchant, disclosed in round_log.trained.items():
+        entry = history.setdefault(merchant, {"rounds": [], "declined_rounds": []})
+        row = {"round": round_log.server_round, "trained": True}
+        for key in ("epsilon-spent", "epsilon-remaining", "accountant", "unit"):
+            if key in disclosed:
+                row[key.replace("-", "_")] = disclosed[key]
+        entry["rounds"].append(row)
+        entry["status"] = "active"
+        if "epsilon_spent" in row:
+            entry["epsilon_spent"] = row["epsilon_spent"]
+            entry["accountant"] = row.get("accountant")
+            entry["unit"] = row.get("unit")
+    for merchant, reason in round_log.declined_by().items():
+        entry = history.setdefault(merchant, {"rounds": [], "declined_rounds": []})
+        entry["rounds"].append(
+            {"round": round_log.server_round, "trained": False, "reason": reason}
+        )
+        entry["declined_rounds"].append(round_log.server_round)
+        entry["status"] = "declining"
+
+
+def _current(legacy: LegacyContext) -> dict[str, np.ndarray] | None:
+    record = legacy.state.array_records.get(MAIN_PARAMS_RECORD)
+    if record is None:
+        return None
+    return compat.arrayrecord_to_parameters(record, keep_input=True)  # type: ignore[return-value]
+
+
+def run_federation(grid: Grid, context: Context, *, plan: ServerPlan, quiet: bool = True) -> None:
     """Run rounds ``plan.start_round..rounds`` (round 0 is evaluated when fresh)."""
-    config, recorder, initial, start_round = (
-        plan.config,
-        plan.recorder,
-        plan.initial,
-        plan.start_round,
-    )
+    config, run, pipeline = plan.config, plan.run, plan.pipeline
+    fed = config.federation
     if quiet:
         FLOWER_LOGGER.setLevel(logging.WARNING)
-    fed = config.federation
-    strategy = make_strategy(config, initial=initial, recorder=recorder)
+    names = pipeline.names
+    request = config.to_toml()
+
+    def fit_config(server_round: int) -> dict[str, Any]:
+        values: dict[str, Any] = {SERVER_ROUND: server_round, ECREC_CONFIG: request}
+        if plan.simulation_nodes is not None:
+            values[SIMULATION_NODES] = str(plan.simulation_nodes)
+        return values
+
+    strategy = make_strategy(
+        config, initial=plan.initial, rounds=plan.rounds, fit_config=fit_config
+    )
+    restore_strategy(strategy, plan.strategy_arrays)
     legacy = LegacyContext(
         context=context, config=ServerConfig(num_rounds=fed.rounds), strategy=strategy
     )
-    fit_workflow: Callable[[Grid, LegacyContext], Any] = default_fit_workflow
+    round_grid = RoundGrid(grid, timeout=fed.timeout)
+
+    def refuse(reason: str) -> None:
+        if round_grid.current is not None:
+            round_grid.current.skipped = reason
+
+    fit_workflow: Callable[[Any, LegacyContext], Any] = default_fit_workflow
     if fed.secagg:
-        fit_workflow = SecAggPlusWorkflow(
+        fit_workflow = GuardedSecAggPlusWorkflow(
+            min_trainers=fed.min_trainers,
+            on_refuse=refuse,
             num_shares=fed.num_shares,
             reconstruction_threshold=fed.reconstruction_threshold,
-            max_weight=fed.max_weight,
+            max_weight=fed.secagg_max_weight,
             clipping_range=fed.clipping_range,
             quantization_range=fed.quantization_range,
             timeout=fed.timeout,
         )
-    thread, stop, ready = start_update_client_manager_thread(grid, legacy.client_manager)
+    history: dict[str, Any] = {}
+    previous = run.read_server_state() if plan.start_round > 1 else None
+    if previous:
+        history = dict(previous.get("privacy", {}))
+    legacy.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+        ndarrays_to_parameters(plan.initial), True
+    )
+    if plan.start_round == 1:
+        pipeline.after_round(
+            0,
+            dict(zip(names, plan.initial, strict=True)),
+            federation={"clients": 0, "trained": [], "declined": []},
+            privacy=privacy_summary(config, history),
+            server_state={"privacy": history},
+        )
+    thread, stop, ready = start_update_client_manager_thread(round_grid, legacy.client_manager)
+    state = dict(zip(names, plan.initial, strict=True))
+    last = plan.start_round - 1
     try:
         ready.wait()
-        if start_round == 1:
-            default_init_params_workflow(grid, legacy)  # also evaluates round 0
-        else:
-            legacy.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
-                ndarrays_to_parameters(initial), True
-            )
         cfg = ConfigRecord()
         cfg[Key.START_TIME] = time.time()
         legacy.state.config_records[MAIN_CONFIGS_RECORD] = cfg
-        for server_round in range(start_round, fed.rounds + 1):
+        for server_round in range(plan.start_round, fed.rounds + 1):
             cfg[Key.CURRENT_ROUND] = server_round
-            recorder.round_started()
-            fit_workflow(grid, legacy)
-            if server_round not in recorder.reports:
-                # Flower logs and moves on when no client answers or SecAgg+
-                # cannot unmask; evaluating would record a round that never ran.
-                raise RoundFailedError(
-                    f"round {server_round} failed: no merchant update was aggregated "
-                    f"(too few nodes reachable, or SecAgg+ could not unmask); rounds up to "
-                    f"{server_round - 1} are saved in {recorder.run.path}, use --resume"
-                )
-            default_centralized_evaluation_workflow(grid, legacy)
+            round_log = plan.rounds[server_round] = RoundLog(server_round)
+            round_grid.current = round_log
+            fit_workflow(round_grid, legacy)
+            round_grid.current = None
+            if not round_log.aggregated:
+                if not round_log.trained and not round_log.skipped:
+                    raise RoundFailedError(
+                        f"round {server_round} failed: no merchant update was aggregated "
+                        f"({round_log.why_nothing()}); rounds up to {server_round - 1} are "
+                        f"saved in {run.path}, use --resume"
+                    )
+                round_log.skipped = round_log.skipped or round_log.why_nothing()
+                log.warning("round %s skipped: %s", server_round, round_log.skipped)
+            params = _current(legacy)
+            if round_log.aggregated and params is not None:
+                arrays = parameters_to_ndarrays(params)  # type: ignore[arg-type]
+                state = dict(zip(names, (np.asarray(a, np.float32) for a in arrays), strict=True))
+            _update_history(history, round_log)
+            pipeline.after_round(
+                server_round,
+                state,
+                federation=round_log.record(),
+                privacy=privacy_summary(config, history),
+                server_state={"privacy": history},
+                strategy_arrays=strategy_arrays(strategy),
+            )
+            last = server_round
     finally:
+        round_grid.current = None
         stop.set()
         thread.join()
-    recorder.finish()
+    pipeline.finish(last, state)
+
+
+def is_simulation(grid: Any) -> bool:
+    """True on Flower's simulation engine (its grid is in memory)."""
+    from flwr.superlink.grid.inmemory_grid import InMemoryGrid
+
+    inner = getattr(grid, "_grid", grid)
+    return isinstance(inner, InMemoryGrid)
+
+
+def serve(grid: Grid, context: Context) -> None:
+    """The ServerApp's main: read the Flower run config, prepare, run every round.
+
+    Run-config keys: the flat overrides of :data:`ecrec.config.RUN_CONFIG_OVERRIDES`
+    plus ``config-file``, ``run-dir`` (default ``runs/<timestamp>``),
+    ``validation-path`` (default ``<data-dir>/validation.parquet``), ``resume`` and,
+    in simulation, ``simulation-nodes``. A bare ``flwr run`` on a simulation
+    federation prepares its own simulated merchants (default node policy).
+    """
+    from ecrec.config import config_from_run_config
+    from ecrec.data.io import read_impressions
+    from ecrec.data.schema import VALIDATION_FILE
+
+    run_config = dict(context.run_config)
+    config = config_from_run_config(run_config)
+    run_dir = Path(str(run_config.get("run-dir") or "") or default_run_dir())
+    resume = bool(run_config.get("resume", False))
+    nodes = str(run_config.get(SIMULATION_NODES) or "")
+    nodes_file = Path(nodes) if nodes else None
+    if nodes_file is None and is_simulation(grid):
+        from ecrec.simulation import prepare_simulation
+
+        config, nodes_file = prepare_simulation(config, run_dir, resume=resume)
+    validation_path = str(run_config.get("validation-path") or "")
+    if not validation_path:
+        if not config.data.dir:
+            raise EcrecError("run config: set validation-path (the server's pooled shard)")
+        validation_path = str(Path(config.data.dir) / VALIDATION_FILE)
+    plan = plan_server_run(
+        config,
+        run=RunFolder(run_dir),
+        validation=read_impressions(validation_path),
+        resume=resume,
+        simulation_nodes=nodes_file,
+    )
+    run_federation(grid, context, plan=plan)
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+__all__ = [
+    "SERVER_COMPONENT",
+    "GuardedSecAggPlusWorkflow",
+    "RoundFailedError",
+    "RoundGrid",
+    "RoundLog",
+    "ServerPlan",
+    "default_run_dir",
+    "is_simulation",
+    "make_strategy",
+    "plan_server_run",
+    "privacy_summary",
+    "restore_strategy",
+    "run_federation",
+    "screen_updates",
+    "serve",
+    "strategy_arrays",
+]

@@ -73,7 +73,7 @@ def _read_json(path: Path) -> Any | None:
 def _summary(records: list[dict[str, Any]], k: int, privacy: dict[str, Any]) -> str:
     first, last = records[0], records[-1]
     key = f"ndcg@{k}"
-    worst = max((m["epsilon_spent"] for m in privacy["merchants"].values()), default=0.0)
+    spent = [m["epsilon_spent"] for m in privacy["merchants"].values() if "epsilon_spent" in m]
     cards = [
         ("rounds", str(last["round"])),
         ("merchants", str(len(privacy["merchants"]))),
@@ -81,11 +81,19 @@ def _summary(records: list[dict[str, Any]], k: int, privacy: dict[str, Any]) -> 
             f"NDCG@{k} round 0 → {last['round']}",
             f"{_fmt(first.get(key), 3)} → {_fmt(last.get(key), 3)}",
         ),
-        ("highest ε spent", f"{worst:.2f}"),
+        (
+            "highest ε spent",
+            "not private"
+            if not privacy.get("private", True)
+            else (f"{max(spent):.2f} ({privacy.get('accountant')})" if spent else "not disclosed"),
+        ),
         ("wall time (s)", f"{sum(r.get('wall_seconds', 0) for r in records):.0f}"),
     ]
+    notice = privacy.get("notice")
+    banner = f"<p class='flag'><b>{html.escape(notice)}</b></p>" if notice else ""
     return (
-        '<div class="cards">'
+        banner
+        + '<div class="cards">'
         + "".join(
             f'<div class="card"><span class="muted">{html.escape(n)}</span>'
             f"<b>{html.escape(v)}</b></div>"
@@ -120,35 +128,58 @@ def _metrics_section(records: list[dict[str, Any]], k: int) -> str:
 
 
 def _privacy_section(report: dict[str, Any]) -> str:
-    acc, other = report["accountant"], report["other_accountant"]
-    rows = [
-        [
-            m,
-            i["budget_epsilon"],
-            i["epsilon_spent"],
-            i["epsilon_spent_other"],
-            i["remaining_epsilon"],
-            i["projected_rounds_to_exhaustion"],
-            i["declined_rounds"],
-            i["consistent_with_ledger"],
-        ]
-        for m, i in report["merchants"].items()
-    ]
+    rows = []
+    for merchant, info in report["merchants"].items():
+        declined = ", ".join(
+            f"{rnd}: {reason}" for rnd, reason in info.get("decline_reasons", {}).items()
+        )
+        if "epsilon_spent" not in info:
+            rows.append(
+                [merchant, "-", "-", "-", "not disclosed", "-", "-", "-", declined or "-", "-"]
+            )
+            continue
+        rows.append(
+            [
+                merchant,
+                f"per {info['unit']}",
+                f"{info['accountant']}, δ={info['delta']:g}",
+                info["budget_epsilon"],
+                info["epsilon_spent"],
+                f"{info['epsilon_spent_other']:.4f} ({info['other_accountant']})",
+                info["remaining_epsilon"],
+                info["projected_rounds_to_exhaustion"],
+                declined or "-",
+                info["consistent_with_ledger"],
+            ]
+        )
+    with_ledgers = {m: i for m, i in report["merchants"].items() if "rounds" in i}
+    notice = report.get("notice")
     return (
         "<h2 id='privacy'>Privacy budget per merchant</h2>"
-        f"<p class='muted'>(ε, δ={report['delta']:g})-DP per merchant under the {acc} accountant "
-        f"({other} alongside), recomputed from each round's noise, sample rate and steps.</p>"
-        + _img(plots.privacy_curves(report["merchants"], accountant=acc), "privacy curves")
+        + (f"<p class='flag'><b>{html.escape(notice)}</b></p>" if notice else "")
+        + "<p class='muted'>(ε, δ)-DP per merchant from each merchant's own ledger, under its "
+        "accountant (cross-check alongside), per DP unit (one shopper, or one impression row). "
+        "The server itself only sees what each node's policy discloses.</p>"
+        + (
+            _img(
+                plots.privacy_curves(with_ledgers, accountant=str(report.get("accountant"))),
+                "privacy curves",
+            )
+            if with_ledgers
+            else ""
+        )
         + _table(
             [
                 "merchant",
+                "unit",
+                "accountant",
                 "budget ε",
-                f"spent ε ({acc})",
-                f"spent ε ({other})",
+                "spent ε",
+                "cross-check ε",
                 "remaining",
                 "rounds left at this rate",
                 "declined rounds",
-                "agrees with ledger",
+                "ledger agrees",
             ],
             rows,
         )
