@@ -25,38 +25,32 @@ import json
 import math
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
 
-from ecrec.certs import (
-    check_node_public_key,
-    check_private_key_file,
-    server_cert_hosts,
-    verify_server_cert,
-)
-from ecrec.config import RunConfig, load_config
+from ecrec.certs import check_node_public_key
+from ecrec.config import RunConfig
 from ecrec.deploy.flower import (
     FLOWER_ENV,
     FlowerCli,
     FlowerError,
-    TlsFiles,
+    superexec_argv,
     superlink_argv,
-    write_app,
+    write_run_config,
+    write_secret,
 )
-from ecrec.deploy.net import Address, parse_address
-from ecrec.deploy.processes import Child, Interrupted, Supervisor, port_in_use
+from ecrec.deploy.preflight import check_before_start, resolve_run_config, run_config_values
+from ecrec.deploy.processes import Child, Interrupted, Supervisor
+from ecrec.deploy.settings import ServerSettings, load_settings
 from ecrec.errors import ConfigError, EcrecError
 from ecrec.runfolder import RunFolder, atomic_write_json, format_round_line
 
 #: SecAgg+ needs an upper bound on any node's example count and the server
 #: cannot see the nodes' data, so deployments use this unless configured.
-DEFAULT_MAX_WEIGHT = 10_000.0
-DEFAULT_PORT = 9092
 T = TypeVar("T")
 
 
@@ -64,231 +58,6 @@ class RunFailedError(EcrecError):
     """The federation started but did not complete every round."""
 
     exit_code = 1
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """The ``[server]`` table of ``server.toml``; relative paths are relative to that file."""
-
-    listen: Address
-    connect: Address
-    insecure: bool
-    tls: TlsFiles | None
-    node_keys: tuple[Path, ...]
-    database: Path
-    log_dir: Path
-    run_dir: Path
-    validation_path: Path
-    ecrec_config: Path | None
-    rounds: int
-    max_weight: float
-    wait_for_nodes_timeout: float
-    run_timeout: float
-    startup_timeout: float
-    source: Path = field(default=Path("server.toml"))
-
-
-_KEYS: dict[str, type | tuple[type, ...]] = {
-    "address": str,
-    "connect-address": str,
-    "insecure": bool,
-    "ca-cert": str,
-    "server-cert": str,
-    "server-key": str,
-    "node-keys": list,
-    "database": str,
-    "log-dir": str,
-    "run-dir": str,
-    "validation-path": str,
-    "ecrec-config": str,
-    "rounds": int,
-    "max-weight": (int, float),
-    "wait-for-nodes-timeout": (int, float),
-    "run-timeout": (int, float),
-    "startup-timeout": (int, float),
-}
-_REQUIRED = ("run-dir", "validation-path")
-
-
-def load_settings(path: Path) -> ServerSettings:
-    """Parse and type-check ``server.toml`` (unknown keys are refused, not ignored)."""
-    try:
-        document = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: server config not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read server config: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    extra = sorted(set(document) - {"server"})
-    if extra:
-        raise ConfigError(f"{path}: unknown table [{extra[0]}] (only [server] is read)")
-    table = document.get("server")
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: missing [server] table")
-    for key, value in table.items():
-        if key not in _KEYS:
-            raise ConfigError(
-                f"{path}: server.{key}: unknown key (known: {', '.join(sorted(_KEYS))})"
-            )
-        expected = _KEYS[key]
-        if isinstance(value, bool) and expected is not bool:
-            raise ConfigError(f"{path}: server.{key}: expected a {_kind(expected)}, got {value!r}")
-        if not isinstance(value, expected):
-            raise ConfigError(f"{path}: server.{key}: expected a {_kind(expected)}, got {value!r}")
-    for key in _REQUIRED:
-        if not table.get(key):
-            raise ConfigError(f"{path}: server.{key} is required")
-    base = path.resolve().parent
-
-    def p(key: str, default: str = "") -> Path | None:
-        text = str(table.get(key, default)).strip()
-        return (base / Path(text).expanduser()).resolve() if text else None
-
-    where = f"{path}: server"
-    listen = parse_address(
-        str(table.get("address", f"0.0.0.0:{DEFAULT_PORT}")), what=f"{where}.address"
-    )
-    connect = (
-        parse_address(str(table["connect-address"]), what=f"{where}.connect-address")
-        if table.get("connect-address")
-        else listen.local()
-    )
-    insecure = bool(table.get("insecure", False))
-    tls = None
-    if not insecure:
-        missing = [k for k in ("ca-cert", "server-cert", "server-key") if not table.get(k)]
-        if missing:
-            raise ConfigError(
-                f"{where}.{missing[0]} is required (TLS is on unless insecure = true); "
-                "make the files with `ecrec certs --out DIR --host YOUR.SERVER.NAME`"
-            )
-        tls = TlsFiles(p("ca-cert"), p("server-cert"), p("server-key"))  # type: ignore[arg-type]
-    keys = table.get("node-keys", [])
-    if not all(isinstance(k, str) and k for k in keys):
-        raise ConfigError(f"{where}.node-keys: expected a list of paths to .pub files")
-    numbers = {
-        k: float(table.get(k, d))
-        for k, d in (
-            ("max-weight", 0.0),
-            ("wait-for-nodes-timeout", 600.0),
-            ("run-timeout", 0.0),
-            ("startup-timeout", 120.0),
-        )
-    }
-    for key, value in numbers.items():
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{where}.{key}: must be >= 0, got {value}")
-    rounds = int(table.get("rounds", 0))
-    if rounds < 0:
-        raise ConfigError(
-            f"{where}.rounds: must be >= 0 (0 = as in the ecrec config), got {rounds}"
-        )
-    database = p("database", "state/superlink.db")
-    assert database is not None
-    return ServerSettings(
-        listen=listen,
-        connect=connect,
-        insecure=insecure,
-        tls=tls,
-        node_keys=tuple(base / Path(k).expanduser() for k in keys),
-        database=database,
-        log_dir=p("log-dir") or database.parent / "logs",
-        run_dir=p("run-dir"),  # type: ignore[arg-type]
-        validation_path=p("validation-path"),  # type: ignore[arg-type]
-        ecrec_config=p("ecrec-config"),
-        rounds=rounds,
-        max_weight=numbers["max-weight"],
-        wait_for_nodes_timeout=numbers["wait-for-nodes-timeout"],
-        run_timeout=numbers["run-timeout"],
-        startup_timeout=numbers["startup-timeout"] or 120.0,
-        source=path,
-    )
-
-
-def _kind(expected: type | tuple[type, ...]) -> str:
-    names = {str: "string", bool: "boolean", int: "integer", float: "number", list: "list"}
-    if isinstance(expected, tuple):
-        return "number"
-    return names.get(expected, expected.__name__)
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def resolve_run_config(settings: ServerSettings) -> RunConfig:
-    """The ecrec run config the nodes will get, with the server's overrides applied."""
-    config = load_config(settings.ecrec_config)
-    if settings.rounds:
-        config = config.replace("federation", rounds=settings.rounds)
-    if settings.max_weight:
-        config = config.replace("federation", max_weight=settings.max_weight)
-    elif config.federation.max_weight <= 0:
-        config = config.replace("federation", max_weight=DEFAULT_MAX_WEIGHT)
-    return config
-
-
-def check_before_start(settings: ServerSettings, config: RunConfig, *, resume: bool) -> int:
-    """Everything checkable without Flower; returns the first round this launch will run."""
-    from ecrec.data.io import read_impressions
-
-    if settings.tls is not None:
-        cert = verify_server_cert(settings.tls.server_cert, settings.tls.ca_cert)
-        check_private_key_file(settings.tls.server_key, "server private key")
-        hosts = server_cert_hosts(cert)
-        local = settings.connect.host
-        if local not in hosts:
-            raise ConfigError(
-                f"{settings.tls.server_cert}: valid for {', '.join(hosts)} but ecrec-server "
-                f"connects to {local}; reissue it with `ecrec certs --host ...` "
-                "(127.0.0.1 is always included) or set server.connect-address"
-            )
-        if not settings.listen.is_wildcard and settings.listen.host not in hosts:
-            raise ConfigError(
-                f"{settings.tls.server_cert}: not valid for {settings.listen.host}; "
-                "merchants would refuse the server"
-            )
-    elif settings.node_keys:
-        raise ConfigError(
-            f"{settings.source}: server.node-keys needs TLS (Flower cannot authenticate "
-            "nodes over plain HTTP); remove insecure = true"
-        )
-    for key in settings.node_keys:
-        check_node_public_key(key)
-    if len(set(settings.node_keys)) != len(settings.node_keys):
-        raise ConfigError(f"{settings.source}: server.node-keys lists a file twice")
-    if settings.tls is not None and len(settings.node_keys) < config.federation.min_clients:
-        raise ConfigError(
-            f"{settings.source}: federation.min-clients is {config.federation.min_clients} "
-            f"but server.node-keys registers only {len(settings.node_keys)} node(s)"
-        )
-    read_impressions(settings.validation_path)
-
-    run = RunFolder(settings.run_dir)
-    start_round = 1
-    if resume:
-        latest = run.read_server_state()
-        if latest is None:
-            raise ConfigError(
-                f"{settings.run_dir}: nothing to resume (no checkpoints/server_state.json)"
-            )
-        done = int(latest.get("round", 0))
-        if done >= config.federation.rounds:
-            raise ConfigError(
-                f"{settings.run_dir}: all {config.federation.rounds} rounds already done; "
-                "raise server.rounds to continue"
-            )
-        start_round = done + 1
-    elif run.metrics_path.exists():
-        raise ConfigError(
-            f"{settings.run_dir}: already holds a run; use --resume to continue it "
-            "or set server.run-dir to a new folder"
-        )
-    if port_in_use(settings.listen.host or "0.0.0.0", settings.listen.port):
-        raise ConfigError(
-            f"{settings.source}: server.address {settings.listen}: the port is already in use"
-        )
-    return start_round
 
 
 # --------------------------------------------------------------------------- running
@@ -328,11 +97,6 @@ def run_server(
     started = time.monotonic()
     config = resolve_run_config(settings)
     start_round = check_before_start(settings, config, resume=resume)
-    if config.federation.max_weight == DEFAULT_MAX_WEIGHT and not settings.max_weight:
-        console.print(
-            f"federation.max-weight not set: using {DEFAULT_MAX_WEIGHT:g} (nodes with more "
-            "examples refuse to train; set server.max-weight)"
-        )
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     settings.run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +112,7 @@ def run_server(
         supervisor.handle_signals(),
     ):
         try:
+            secret = write_secret(Path(scratch) / "superexec.secret")
             superlink = supervisor.start(
                 "flower-superlink",
                 superlink_argv(
@@ -355,6 +120,7 @@ def run_server(
                     tls=settings.tls,
                     database=settings.database,
                     node_auth=settings.tls is not None,
+                    superexec_secret=secret,
                 ),
                 env=env,
                 log_path=log_path,
@@ -367,6 +133,16 @@ def run_server(
             )
             with console.status(f"starting the SuperLink on {settings.listen}..."):
                 _wait_superlink(flwr, superlink, log_path, settings.startup_timeout)
+            supervisor.start(
+                "flower-superexec",
+                superexec_argv(
+                    settings.connect,
+                    ca=settings.tls.ca_cert if settings.tls else None,
+                    secret=secret,
+                ),
+                env=env,
+                log_path=settings.log_dir / "superexec.log",
+            )
             mode = "TLS, node authentication on" if settings.tls else "NO TLS, no node auth"
             console.print(f"SuperLink listening on {settings.listen} ({mode}); log: {log_path}")
             if settings.tls is None:
@@ -380,16 +156,10 @@ def run_server(
                 flwr, superlink, config.federation.min_clients, settings, console, log_path
             )
 
-            app = write_app(
-                Path(scratch) / "app",
-                {
-                    "ecrec-config": config.to_toml(),
-                    "run-dir": str(settings.run_dir),
-                    "validation-path": str(settings.validation_path),
-                    "resume": resume,
-                },
+            overrides = write_run_config(
+                Path(scratch) / "run-config.toml", run_config_values(settings, resume=resume)
             )
-            run_id = flwr.run(app)
+            run_id = flwr.run(settings.app_dir, run_config=overrides)
             console.print(
                 f"run {run_id} submitted: rounds {start_round}..{config.federation.rounds}"
                 + (" (resumed)" if resume else "")
@@ -667,7 +437,6 @@ def summary_lines(result: ServerResult, *, k: int = 10) -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MAX_WEIGHT",
     "RunFailedError",
     "ServerResult",
     "ServerSettings",
