@@ -231,7 +231,20 @@ def test_non_dp_training_does_not_use_opacus(
     assert _max_change(state, tiny_initial_state) > 0
 
 
-@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(
+            "hooks",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG: _Steps.per_unit leaves p.grad (the last noisy DP gradient) on "
+                "every trainable parameter; the ghost path clears it in its finally",
+            ),
+        ),
+        "ghost",
+    ],
+)
 def test_dp_training_leaves_no_opacus_residue(
     ranker: Ranker, merchant_frame: pd.DataFrame, tiny_config: RankerConfig, mode: str
 ) -> None:
