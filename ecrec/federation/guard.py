@@ -298,6 +298,28 @@ class Gate:
         )
 
 
+#: The names of Flower's runner module that the guard replaces or wraps.
+RUNNER_NAMES = ("pull_task_input", "install_from_fab", "get_load_client_app_fn")
+
+
+class GuardUnsupported(EcrecError):
+    """This Flower's ClientApp runner no longer looks up the names the guard replaces."""
+
+    exit_code = 1
+
+
+def check_runner(runner: Any) -> None:
+    """Fail closed unless ``runner.run_clientapp`` still looks up :data:`RUNNER_NAMES` in its
+    module (a Flower upgrade that imports them elsewhere would silently bypass the guard)."""
+    used = set(runner.run_clientapp.__code__.co_names)
+    missing = [name for name in RUNNER_NAMES if not hasattr(runner, name) or name not in used]
+    if missing:
+        raise GuardUnsupported(
+            f"this Flower's run_clientapp no longer calls {', '.join(missing)} through its "
+            "module; the guard cannot vouch for what it would run, so it runs nothing"
+        )
+
+
 def run_guarded(argv: Sequence[str], *, environ: dict[str, str] | None = None) -> None:
     """``flwr-clientapp ARGV`` through Flower's runner, with the :class:`Gate` in place."""
     import flwr.supernode.runtime.run_clientapp as runner
@@ -305,6 +327,7 @@ def run_guarded(argv: Sequence[str], *, environ: dict[str, str] | None = None) -
     from flwr.supercore.utils import get_flwr_home
     from flwr.supernode.cli.flwr_clientapp import flwr_clientapp
 
+    check_runner(runner)
     environ = dict(os.environ if environ is None else environ)
     journal = environ.get(JOURNAL_ENV)
     gate = Gate(
@@ -362,7 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path[:] = [p for p in sys.path if p not in ("", cwd)]
     if args[:1] == ["--refuse-task"]:
         return refuse_task(args[1] if len(args) > 1 else "unknown")
-    run_guarded(args)
+    try:
+        run_guarded(args)
+    except GuardUnsupported as err:
+        print(f"{GUARD_PREFIX}: refused task: {err}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
@@ -371,10 +398,13 @@ __all__ = [
     "GUARD_PREFIX",
     "JOURNAL_ENV",
     "REFUSED_COMMANDS",
+    "RUNNER_NAMES",
     "TRUSTED_FAB_ENV",
     "FabIdentity",
     "FabRefused",
     "Gate",
+    "GuardUnsupported",
+    "check_runner",
     "load_installed_client_app",
     "main",
     "refuse_task",
