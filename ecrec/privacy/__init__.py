@@ -2,6 +2,7 @@
 
 from ecrec.privacy.accounting import (
     ACCOUNTANTS,
+    PLD_DISCRETIZATION,
     RDP_ORDERS,
     Accountant,
     RoundSpend,
@@ -14,6 +15,7 @@ from ecrec.privacy.ledger import PrivacyLedger, RoundCheck, read_key_file
 
 __all__ = [
     "ACCOUNTANTS",
+    "PLD_DISCRETIZATION",
     "RDP_ORDERS",
     "Accountant",
     "PrivacyLedger",
