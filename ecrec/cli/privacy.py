@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
         type=float,
         required=True,
         metavar="Q",
-        help="Poisson sampling rate per step (batch size / examples), in (0, 1]",
+        help="Poisson sampling rate per step, in (0, 1]; Opacus' Poisson loader samples at "
+        "1 / ceil(examples / batch size), not batch size / examples",
     )
     noise = plan.add_mutually_exclusive_group(required=True)
     noise.add_argument(
@@ -63,9 +64,11 @@ def register(subparsers: Any) -> None:
     plan.add_argument("--delta", type=float, required=True, metavar="D", help="target δ")
     plan.add_argument(
         "--accountant",
-        choices=("rdp", "prv"),
-        default="rdp",
-        help="privacy accountant (default: rdp)",
+        # ecrec.privacy.accounting.ACCOUNTANTS, spelled out to keep Opacus out of parser setup.
+        choices=("pld", "rdp", "prv"),
+        default="pld",
+        help="privacy accountant: pld (default, tight), rdp (cross-check) or prv; the JSON "
+        "names it beside the ε",
     )
     plan.set_defaults(handler=_plan)
 

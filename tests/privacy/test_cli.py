@@ -30,7 +30,29 @@ def test_plan_with_noise_prints_the_epsilon(capsys):
     spend = RoundSpend(noise_multiplier=1.0, sample_rate=0.01, steps=1000)
     assert result["epsilon"] == epsilon_for_history([spend], delta=DELTA)
     assert result["noise_multiplier"] == 1.0
-    assert result["accountant"] == "rdp"
+    assert result["accountant"] == "pld"  # the default, named beside the ε
+
+
+@pytest.mark.parametrize("accountant", ["pld", "rdp", "prv"])
+def test_plan_names_the_accountant_it_used(capsys, accountant):
+    code, out, err = run(
+        capsys, "privacy", "plan", "--sample-rate", "0.02", "--noise-multiplier", "1.2",
+        "--steps", "30", "--delta", "1e-5", "--accountant", accountant,
+    )  # fmt: skip
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    spend = RoundSpend(noise_multiplier=1.2, sample_rate=0.02, steps=30)
+    assert result["accountant"] == accountant
+    assert result["epsilon"] == epsilon_for_history([spend], delta=DELTA, accountant=accountant)
+
+
+def test_plan_offers_exactly_the_accountants(capsys):
+    from ecrec.privacy import ACCOUNTANTS
+
+    with pytest.raises(SystemExit):
+        main(["privacy", "plan", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(ACCOUNTANTS) + "}" in usage and "pld (default" in usage
 
 
 def test_plan_with_target_finds_noise_within_it(capsys):
