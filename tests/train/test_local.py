@@ -42,12 +42,12 @@ def _hook_count(ranker: Ranker) -> int:
 @pytest.mark.parametrize(
     ("n", "batch", "epochs", "steps", "expected"),
     [
-        (100, 32, 1.0, None, (0.32, 4)),  # ceil(1 / 0.32) = ceil(3.125)
+        (100, 32, 1.0, None, (0.25, 4)),  # Opacus: q = 1 / ceil(100 / 32)
         (64, 16, 1.0, None, (0.25, 4)),
         (64, 16, 2.5, None, (0.25, 10)),
         (64, 16, 0.1, None, (0.25, 1)),  # at least one step
-        (100, 32, 1.0, 7, (0.32, 7)),  # explicit steps win over epochs
-        (100, 32, 5.0, 2, (0.32, 2)),
+        (100, 32, 1.0, 7, (0.25, 7)),  # explicit steps win over epochs
+        (100, 32, 5.0, 2, (0.25, 2)),
         (10, 32, 1.0, None, (1.0, 1)),  # sample rate capped at 1
         (10, 32, 3.0, None, (1.0, 3)),
         (32, 32, 1.0, 5, (1.0, 5)),
@@ -65,7 +65,7 @@ def test_plan_round_arithmetic(n, batch, epochs, steps, expected) -> None:
 @pytest.mark.parametrize(("n", "batch", "epochs"), [(49, 1, 1.0), (47, 3, 3.0), (94, 6, 3.0)])
 def test_plan_round_epochs_are_exact(n: int, batch: int, epochs: float) -> None:
     _, steps = plan_round(n, TrainConfig(batch_size=batch, local_epochs=epochs))
-    assert steps == math.ceil(round(epochs * n / batch, 9))
+    assert steps == math.ceil(round(epochs * math.ceil(n / batch), 9))  # epoch = 1/q steps
 
 
 def test_plan_round_refuses_no_examples() -> None:
