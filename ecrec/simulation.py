@@ -60,6 +60,8 @@ def prepare_data(config: RunConfig, run_dir: Path) -> Path:
 
 
 def merchant_ids(data_dir: Path) -> list[str]:
+    if not data_dir.is_dir():
+        raise EcrecError(f"{data_dir}: data folder not found")
     prefix, suffix = MERCHANT_FILE_PATTERN.split("{merchant_id}")
     files = sorted(data_dir.glob(MERCHANT_FILE_PATTERN.format(merchant_id="*")))
     if not files:

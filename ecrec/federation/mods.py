@@ -61,9 +61,10 @@ def _merchant(settings: NodeSettings) -> str:
     return str(ids.iloc[0]) if len(ids) else "?"
 
 
-def _weight(settings: NodeSettings) -> float:
-    """The weight this node would send: 1, or its row count if its policy allows that."""
-    if not settings.policy.disclose_example_count:
+def _weight(settings: NodeSettings, max_weight: float) -> float:
+    """The weight this node would send: 1 (uniform weighting, max-weight 1), or its row
+    count if its policy allows disclosing it and the server weighs by examples."""
+    if not settings.policy.disclose_example_count or max_weight <= 1:
         return 1.0
     import pyarrow.parquet as pq
 
@@ -144,7 +145,9 @@ def privacy_guard_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable)
             share_num=_int(configs.get(Key.SHARE_NUMBER)),
             threshold=_int(configs.get(Key.THRESHOLD)),
             max_weight=float(configs.get(Key.MAX_WEIGHT, 0.0)),  # type: ignore[arg-type]
-            weight=_weight(settings) if settings is not None else 1.0,
+            weight=_weight(settings, float(configs.get(Key.MAX_WEIGHT, 0.0)))  # type: ignore[arg-type]
+            if settings is not None
+            else 1.0,
         )
     elif stage == Stage.SHARE_KEYS:
         violations = check_peers(policy, peers=sum(1 for key in configs if key != Key.STAGE))

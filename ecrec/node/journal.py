@@ -44,8 +44,11 @@ class NodeJournal:
         record.update(_plain(fields))
         line = json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a crash tore the last record: start a fresh line
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
         finally:

@@ -358,7 +358,10 @@ class MerchantNode:
         disclosed_reason: str | None,
     ) -> RoundOutcome:
         reason = "; ".join(str(v) for v in violations)
-        shown = disclosed_reason or reason
+        if self.policy.disclose_epsilon:
+            shown = disclosed_reason or reason
+        else:
+            shown = disclosed_reason or "; ".join(v.told_server() for v in violations)
         self.journal.append(
             "declined",
             round=request.server_round,

@@ -44,13 +44,22 @@ class PolicyDeclined(EcrecError):
 
 @dataclass(frozen=True)
 class Violation:
-    """One server setting that the node's policy refuses, and why."""
+    """One server setting that the node's policy refuses, and why.
+
+    ``reason`` is the whole story, for the node's own journal; ``public`` (when set)
+    is what the server is told instead, because the full reason would disclose a
+    figure of the merchant's data (its number of shoppers, the ε a round costs).
+    """
 
     setting: str
     reason: str
+    public: str | None = None
 
     def __str__(self) -> str:
         return f"{self.setting}: {self.reason}"
+
+    def told_server(self) -> str:
+        return f"{self.setting}: {self.public or self.reason}"
 
 
 @dataclass(frozen=True)
@@ -230,6 +239,7 @@ def check_request(
                 "privacy.delta",
                 f"{privacy.delta:g} is above this node's ceiling "
                 f"{ceiling:g} (policy max-delta, and at most 1/{units} units)",
+                public=f"{privacy.delta:g} is above this node's δ ceiling",
             )
         )
     if ledger_delta > ceiling:
@@ -238,6 +248,7 @@ def check_request(
                 "ledger delta",
                 f"the ledger accounts at δ={ledger_delta:g}, above "
                 f"1/{units} for this data; re-initialise the ledger",
+                public="the node's ledger δ is too large for its data",
             )
         )
     if privacy.accountant != ledger_accountant:
@@ -323,6 +334,7 @@ def check_noise(policy: NodePolicy, *, sigma: float, round_epsilon: float) -> li
                 f"this round would use σ={sigma:.4g}, below the "
                 f"node's floor {policy.min_noise_multiplier:g} (too few rounds "
                 "planned for the budget, or too many steps)",
+                public="the noise this round would need is below the node's σ floor",
             )
         )
     cap = policy.max_epsilon_per_round
@@ -332,6 +344,7 @@ def check_noise(policy: NodePolicy, *, sigma: float, round_epsilon: float) -> li
                 "epsilon per round",
                 f"this round would spend ε={round_epsilon:.4g}, "
                 f"over the node's per-round cap {cap:g}",
+                public="this round would spend more ε than the node's per-round cap",
             )
         )
     return out

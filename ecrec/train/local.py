@@ -163,8 +163,7 @@ def dp_units(frame: pd.DataFrame, *, unit: Unit, max_rows_per_user: int = 32) ->
     for u, user in enumerate(uniques):
         rows = order[bounds[u] : bounds[u + 1]]
         if len(rows) > max_rows_per_user:
-            seed = int.from_bytes(hashlib.sha256(str(user).encode()).digest()[:8], "big")
-            rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows_per_user, False))
+            rows = np.sort(rows[_keep_order(frame, rows, str(user))[:max_rows_per_user]])
         keep.append(rows)
         owner.append(np.full(len(rows), u))
     return DPUnits(
@@ -173,6 +172,15 @@ def dp_units(frame: pd.DataFrame, *, unit: Unit, max_rows_per_user: int = 32) ->
         n_units=len(uniques),
         unit="user",
     )
+
+
+def _keep_order(frame: pd.DataFrame, rows: np.ndarray, user: str) -> np.ndarray:
+    """A fixed order of one shopper's rows, from a hash of the shopper and each row's
+    content (query and product): the rows kept never depend on where they sit in the file."""
+    columns = [c for c in ("query_id", "product_id", "query", "product_title") if c in frame]
+    parts = frame.iloc[rows][columns].astype(str).agg("\x1f".join, axis=1)
+    keys = [hashlib.sha256(f"{user}\x1f{text}".encode()).digest() for text in parts]
+    return np.array(sorted(range(len(rows)), key=keys.__getitem__))
 
 
 # --------------------------------------------------------------------------- secure noise
@@ -445,6 +453,8 @@ class _Steps:
                     self._after_step(step, float(loss.detach()) / len(rows), losses)
         finally:
             gsm._close()
+            for param in trainable:
+                param.grad = None  # the last noisy gradient must not linger on the model
         return losses
 
     def ghost(

@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ecrec.node import NodeJournal
 
@@ -46,11 +45,6 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     assert [r["round"] for r in journal.records()] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NodeJournal.append after a torn last line writes the new record on the "
-    "same line, so the first record after a crash (e.g. a decline) is lost as well",
-)
 def test_the_first_record_after_a_torn_line_survives(tmp_path: Path) -> None:
     journal = NodeJournal(tmp_path / "m00.jsonl")
     journal.append("trained", round=1)

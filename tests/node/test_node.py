@@ -463,13 +463,6 @@ def test_a_server_budget_above_the_merchants_does_not_lower_the_noise(
     assert disk.ledger().spent_epsilon() < 0.8 * POLICY.budget_epsilon
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: decline reasons sent to the server carry what the policy keeps on the "
-    "node: the privacy.delta decline says 'at most 1/6 units' (the shopper count, which "
-    "uniform weighting and disclose-example-count = false hide), and the per-round cap "
-    "decline gives the round's ε although disclose-epsilon = false",
-)
 @pytest.mark.parametrize(
     ("policy", "section", "changes", "leak"),
     [

@@ -234,14 +234,7 @@ def test_non_dp_training_does_not_use_opacus(
 @pytest.mark.parametrize(
     "mode",
     [
-        pytest.param(
-            "hooks",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: _Steps.per_unit leaves p.grad (the last noisy DP gradient) on "
-                "every trainable parameter; the ghost path clears it in its finally",
-            ),
-        ),
+        "hooks",
         "ghost",
     ],
 )

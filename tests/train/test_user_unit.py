@@ -98,12 +98,6 @@ def test_the_capped_choice_depends_on_the_shopper_id_not_on_other_shoppers() -> 
     assert _kept_keys(renamed, "someone-else", cap=8) != alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor, no privacy impact): dp_units picks a heavy shopper's rows by "
-    "position in the frame, so the same rows in another order (a re-import) keep "
-    "different rows: the choice depends on the row order, not only on the shopper id",
-)
 def test_the_capped_choice_does_not_depend_on_row_order() -> None:
     frame = _frame(["heavy"] * 50)
     shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
