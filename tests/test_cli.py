@@ -81,18 +81,27 @@ def test_train_command_spends_and_then_refuses(
     market = synthesize(SynthConfig(merchants=2, queries_per_merchant=12, validation_queries=5))
     write_marketplace(market, tmp_path / "mkt")
     tiny = str(ROOT / "configs" / "tiny.toml")
-    args = ["train", "--config", tiny, "--data", str(tmp_path / "mkt" / "merchant_m00.parquet")]
+    data = tmp_path / "mkt" / "merchant_m00.parquet"
+    ledger_path = tmp_path / "m00.ledger.json"
+    key = tmp_path / "secrets" / "m00.key"
+    args = ["train", "--config", tiny, "--data", str(data), "--ledger", str(ledger_path)]
+    args += ["--ledger-key-file", str(key)]
     out = tmp_path / "m00.npz"
-    assert main([*args, "--out", str(out), "--budget-epsilon", "2"]) == 0
+    # No ledger yet and no --init-ledger: the node refuses (fail closed), one line, exit 4.
+    assert main([*args, "--out", str(out), "--budget-epsilon", "2"]) == 4
+    err = _err(capsys)
+    assert "privacy init" in err or "init-ledger" in err
+    assert not out.exists()
+    assert main([*args, "--init-ledger", "--out", str(out), "--budget-epsilon", "2"]) == 0
     with np.load(out) as adapters:
         assert len(adapters.files) > 0
-    ledger = PrivacyLedger.load(tmp_path / "m00.ledger.json")
+    ledger = PrivacyLedger.load(ledger_path, key_file=key)
     assert 0 < ledger.spent_epsilon() <= 2.0
     spent = ledger.spent_epsilon()
     capsys.readouterr()
-    # A budget below what is already spent: the node refuses and records nothing.
+    # A budget below what is already spent: the node declines and records nothing.
     assert main([*args, "--out", str(out), "--budget-epsilon", f"{spent / 2}"]) != 0
     err = _err(capsys)
-    assert "unreachable" in err and err.count("\n") == 0
-    after = PrivacyLedger.load(tmp_path / "m00.ledger.json")
+    assert "declined" in err and err.count("\n") == 0
+    after = PrivacyLedger.load(ledger_path, key_file=key)
     assert after.rounds == [1] and after.spent_epsilon() == spent

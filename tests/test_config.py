@@ -45,7 +45,7 @@ def test_tiny_config_loads() -> None:
     config = load_config(TINY)
     assert config.model.base_model == "tiny"
     assert config.model.max_length == 32
-    assert config.data.merchants == 2
+    assert config.data.merchants == 3
     assert config.train.local_steps == 2 and config.train.batch_size == 16
     assert config.train.learning_rate == pytest.approx(3e-3)
     assert config.federation.num_shares == 1.0

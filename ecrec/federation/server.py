@@ -30,6 +30,8 @@ import numpy as np
 from flwr.app import ConfigRecord, Message
 from flwr.common import Context, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.logger import FLOWER_LOGGER
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.common.secure_aggregation.secaggplus_constants import Key as SecAggKey
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import Grid, LegacyContext, ServerConfig
 from flwr.server.client_proxy import ClientProxy
@@ -80,6 +82,7 @@ class RoundLog:
     trained: dict[str, dict[str, Any]] = field(default_factory=dict)  # merchant -> disclosed
     declines: list[Decline] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # failures that were not declines
+    contributors: set[int] = field(default_factory=set)  # nodes whose update arrived
     bytes_up: int = 0
     bytes_down: int = 0
     skipped: str | None = None  # why the round was not aggregated, if it was refused
@@ -112,6 +115,16 @@ class RoundLog:
         if self.skipped:
             parts.insert(0, self.skipped)
         return "; ".join(parts) or "no node answered"
+
+
+def _is_contribution(msg: Message) -> bool:
+    """A node's trained update: a masked vector (SecAgg+) or a plain fit reply's arrays."""
+    if msg.has_error():
+        return False
+    configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+    if configs is not None:
+        return SecAggKey.MASKED_PARAMETERS in configs
+    return any(len(record) for record in msg.content.array_records.values())
 
 
 def _message_bytes(msg: Message) -> int:
@@ -154,6 +167,8 @@ class RoundGrid:
             self.current.bytes_down += sum(_message_bytes(m) for m in messages)
             for reply in replies:
                 self.current.bytes_up += _message_bytes(reply)
+                if _is_contribution(reply):
+                    self.current.contributors.add(reply.metadata.src_node_id)
                 if reply.has_error():
                     reason = str(reply.error.reason)
                     decline = parse_decline(reason)
@@ -506,6 +521,12 @@ def run_federation(grid: Grid, context: Context, *, plan: ServerPlan, quiet: boo
             fit_workflow(round_grid, legacy)
             round_grid.current = None
             if not round_log.aggregated:
+                few = len(round_log.contributors) < fed.min_trainers
+                if round_log.contributors and few and not round_log.skipped:
+                    round_log.skipped = (
+                        f"only {len(round_log.contributors)} merchant(s) trained, fewer than "
+                        f"federation.min-trainers={fed.min_trainers}: round not aggregated"
+                    )
                 if not round_log.trained and not round_log.skipped:
                     raise RoundFailedError(
                         f"round {server_round} failed: no merchant update was aggregated "

@@ -13,7 +13,7 @@ timings and row counts go to the node's own journal.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -175,8 +175,18 @@ class MerchantNode:
 
     # ----------------------------------------------------------------- a round
 
-    def run_round(self, request: RoundRequest) -> RoundOutcome:
-        """One round: a released update, or a journaled decline (nothing trained or sent)."""
+    def run_round(
+        self,
+        request: RoundRequest,
+        *,
+        federated: bool = True,
+        on_step: Callable[[int, int, float], None] | None = None,
+    ) -> RoundOutcome:
+        """One round: a released update, or a journaled decline (nothing trained or sent).
+
+        ``federated=False`` is ``ecrec train``: the same privacy checks and ledger, for an
+        update that stays on the node (no SecAgg+ or aggregation checks).
+        """
         from ecrec.train.local import dp_units, plan_round
 
         cfg = request.config
@@ -191,6 +201,7 @@ class MerchantNode:
             has_user_ids=self.has_user_ids,
             ledger_delta=ledger.delta,
             ledger_accountant=ledger.accountant,
+            federated=federated,
         )
         violations += self._model_violations(cfg)
         if violations:
@@ -235,7 +246,13 @@ class MerchantNode:
                     request, [Violation("privacy budget", check.reason)], disclosed_reason=shown
                 )
         return self._train(
-            request, groups=groups, sample_rate=sample_rate, steps=steps, sigma=sigma
+            request,
+            groups=groups,
+            sample_rate=sample_rate,
+            steps=steps,
+            sigma=sigma,
+            secagg=federated and cfg.federation.secagg,
+            on_step=on_step,
         )
 
     def _model_violations(self, cfg: RunConfig) -> list[Violation]:
@@ -269,14 +286,22 @@ class MerchantNode:
         return max(sigma, self.policy.min_noise_multiplier)
 
     def _train(
-        self, request: RoundRequest, *, groups: Any, sample_rate: float, steps: int, sigma: float
+        self,
+        request: RoundRequest,
+        *,
+        groups: Any,
+        sample_rate: float,
+        steps: int,
+        sigma: float,
+        secagg: bool,
+        on_step: Callable[[int, int, float], None] | None,
     ) -> RoundOutcome:
         from ecrec.train.local import train_local
 
         cfg = request.config
         fed = cfg.federation
         weight = float(len(self.frame)) if fed.weighting == "examples" else 1.0
-        check_weight(weight=weight, secagg=fed.secagg, max_weight=fed.secagg_max_weight)
+        check_weight(weight=weight, secagg=secagg, max_weight=fed.secagg_max_weight)
         ranker = self.ranker_for(cfg.model, device=cfg.train.device)
         ranker.load_adapter_state(_named(ranker, request.global_state))
         result = train_local(
@@ -287,6 +312,7 @@ class MerchantNode:
             unit=groups.unit,
             max_rows_per_user=cfg.privacy.max_rows_per_user,
             proximal_mu=request.proximal_mu,
+            on_step=on_step,
         )
         spent = None
         if cfg.train.dp:
@@ -300,7 +326,7 @@ class MerchantNode:
         check_update(
             state,
             weight=weight,
-            secagg=fed.secagg,
+            secagg=secagg,
             max_weight=fed.secagg_max_weight,
             clipping_range=fed.clipping_range,
         )

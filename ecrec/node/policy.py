@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ecrec.errors import ConfigError, EcrecError
 
@@ -207,8 +207,12 @@ def check_request(
     has_user_ids: bool,
     ledger_delta: float,
     ledger_accountant: str,
+    federated: bool = True,
 ) -> list[Violation]:
     """Every way the server's run config would weaken this node's promises.
+
+    ``federated=False`` (``ecrec train``: nothing leaves the node) skips the checks of
+    the aggregation the update would join.
 
     ``units`` is the number of DP units in the node's data (shoppers or rows);
     ``ledger_delta``/``ledger_accountant`` are what the node's ledger accounts at.
@@ -269,6 +273,26 @@ def check_request(
                 f"this node's floor {policy.min_noise_multiplier:g}",
             )
         )
+    if federated:
+        out.extend(_federation_violations(policy, fed))
+    wanted = policy.unit_for(has_user_ids=has_user_ids)
+    if privacy.unit not in ("auto", wanted):
+        why = (
+            "its data has shopper ids, so one DP sample is one shopper"
+            if wanted == "user"
+            else "its data has no shopper ids"
+        )
+        out.append(
+            Violation(
+                "privacy.unit", f"{privacy.unit!r}, but this node's unit is {wanted!r} ({why})"
+            )
+        )
+    return out
+
+
+def _federation_violations(policy: NodePolicy, fed: Any) -> list[Violation]:
+    """What the run asks of the aggregation this node's update would join."""
+    out: list[Violation] = []
     if not fed.secagg and policy.require_secagg:
         out.append(
             Violation(
@@ -292,18 +316,6 @@ def check_request(
                 "federation.weighting",
                 '"examples" would disclose this node\'s '
                 "row count; its policy sends only a uniform weight",
-            )
-        )
-    wanted = policy.unit_for(has_user_ids=has_user_ids)
-    if privacy.unit not in ("auto", wanted):
-        why = (
-            "its data has shopper ids, so one DP sample is one shopper"
-            if wanted == "user"
-            else "its data has no shopper ids"
-        )
-        out.append(
-            Violation(
-                "privacy.unit", f"{privacy.unit!r}, but this node's unit is {wanted!r} ({why})"
             )
         )
     return out

@@ -168,11 +168,15 @@ def test_resume_continues_numbering_and_keeps_round_one(tmp_path: Path) -> None:
 
 def test_resumed_fedadam_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     """FedAdam's moments are checkpointed: 1 round + resume to 3 == 3 rounds straight.
-    Seeded training (a test-only policy allows the server's seed) makes both repeatable."""
+
+    Seeded training (a test-only policy allows the server's seed) makes both repeatable.
+    Plain aggregation, because SecAgg+ quantises with stochastic rounding (unseeded, on
+    each node), which FedAdam's moments amplify from 1e-7 to 1e-3 in a round: equal runs
+    are only defined without it."""
     config = _affordable(_tiny(rounds=3, seed=7)).replace(
-        "federation", strategy="fedadam", server_learning_rate=0.05
+        "federation", strategy="fedadam", server_learning_rate=0.05, secagg=False
     )
-    policy = _policy(allow_server_seed=True, budget_epsilon=50.0)
+    policy = _policy(allow_server_seed=True, budget_epsilon=50.0, require_secagg=False)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     simulate(config, out=straight, node_policy=policy)
     simulate(config.replace("federation", rounds=1), out=stopped, node_policy=policy)
