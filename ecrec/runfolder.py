@@ -9,6 +9,7 @@ Layout (DESIGN.md "Run folder")::
     explanations.json    SHAP attributions (+ explanations/ with text plots and charts)
     privacy_report.*     the privacy budget report (json, md, png)
     report.html          everything above in one self-contained page
+    failure.txt          why the last launch stopped (removed when a launch starts again)
     checkpoints/
       round_0003.npz     global adapter after round 3 (named float32 arrays), plus the
                          strategy's own state (e.g. FedAdam's moments) as __strategy__.* arrays
@@ -34,6 +35,7 @@ from ecrec.atomic import atomic_write_bytes
 from ecrec.errors import EcrecError
 
 CHECKPOINTS = "checkpoints"
+FAILURE = "failure.txt"
 SERVER_STATE = "server_state.json"
 STRATEGY_PREFIX = "__strategy__."
 
@@ -104,6 +106,18 @@ class RunFolder:
         records.sort(key=lambda r: r.get("round", 0))
         lines = [json.dumps(_clean(r), default=_json_default, allow_nan=False) for r in records]
         atomic_write_bytes(self.metrics_path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+    def write_failure(self, message: str) -> None:
+        """Why the run stopped (read by ``ecrec-server``, which cannot see the ServerApp's
+        exception); removed when a later launch completes a round."""
+        atomic_write_bytes(self.path / FAILURE, (message + "\n").encode("utf-8"))
+
+    def read_failure(self) -> str | None:
+        path = self.path / FAILURE
+        return path.read_text("utf-8").strip() if path.exists() else None
+
+    def clear_failure(self) -> None:
+        (self.path / FAILURE).unlink(missing_ok=True)
 
     def write_privacy(self, payload: Mapping[str, Any]) -> None:
         atomic_write_json(self.privacy_path, payload)

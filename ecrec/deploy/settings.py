@@ -23,20 +23,28 @@ DEFAULT_PORT = 9092
 
 
 def installed_app_dir(*, where: str = "server.app-dir") -> Path:
-    """The project folder ecrec was installed from (``pip install [-e] .``), which is
-    the Flower app: its pyproject.toml declares ``[tool.flwr.app]``."""
-    try:
-        direct = json.loads(metadata.distribution("ecrec").read_text("direct_url.json") or "{}")
-    except (metadata.PackageNotFoundError, json.JSONDecodeError):
-        direct = {}
-    url = urlparse(str(direct.get("url", "")))
-    folder = Path(unquote(url.path)) if url.scheme == "file" else None
-    if folder is None or not (folder / "pyproject.toml").is_file():
-        raise ConfigError(
-            f"{where}: ecrec was not installed from a project folder; set it to the ecrec "
-            "checkout (the folder with pyproject.toml) ecrec-server submits as the Flower app"
-        )
-    return folder
+    """The ecrec project folder -- the Flower app, whose pyproject.toml declares
+    ``[tool.flwr.app]`` -- that this ecrec runs from (an editable install or a
+    checkout), else the folder pip recorded installing it from."""
+    import ecrec
+
+    candidates = [Path(ecrec.__file__).resolve().parent.parent]
+    for dist in metadata.distributions(name="ecrec"):
+        try:
+            direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        except json.JSONDecodeError:
+            continue
+        url = urlparse(str(direct.get("url", "")))
+        if url.scheme == "file":
+            candidates.append(Path(unquote(url.path)))
+    for folder in candidates:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.flwr.app]" in pyproject.read_text("utf-8"):
+            return folder
+    raise ConfigError(
+        f"{where}: not set, and ecrec was not installed from its project folder; set it to "
+        "the ecrec checkout (the folder with pyproject.toml) ecrec-server submits as the app"
+    )
 
 
 @dataclass(frozen=True)

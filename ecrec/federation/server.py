@@ -592,14 +592,20 @@ def serve(grid: Grid, context: Context) -> None:
         if not config.data.dir:
             raise EcrecError("run config: set validation-path (the server's pooled shard)")
         validation_path = str(Path(config.data.dir) / VALIDATION_FILE)
+    run = RunFolder(run_dir)
     plan = plan_server_run(
         config,
-        run=RunFolder(run_dir),
+        run=run,
         validation=read_impressions(validation_path),
         resume=resume,
         simulation_nodes=nodes_file,
     )
-    run_federation(grid, context, plan=plan)
+    run.clear_failure()
+    try:
+        run_federation(grid, context, plan=plan)
+    except EcrecError as err:
+        run.write_failure(str(err))
+        raise
 
 
 def default_run_dir() -> Path:

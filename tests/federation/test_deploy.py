@@ -30,7 +30,8 @@ from ecrec.deploy.processes import TAG_VARIABLE, descendants, free_port, tagged_
 BIN = Path(sys.executable).parent
 MODULE_TAG = f"deploy-test-{os.getpid()}-{secrets.token_hex(3)}"
 FLOWER_NAMES = ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-")
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
 
 
 @dataclass
@@ -138,6 +139,38 @@ def ecrec(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+MERCHANTS = ("m00", "m01", "m02")
+#: The run's request: the tiny ranker, an explicit σ and a roomy plan, so that a resumed
+#: run's extra round fits every merchant's budget.
+DEPLOY_CONFIG = """
+[data]
+merchants = 3
+
+[model]
+base-model = "tiny"
+max-length = 32
+
+[train]
+local-steps = 2
+batch-size = 16
+learning-rate = 3e-3
+
+[privacy]
+budget-epsilon = 50.0
+noise-multiplier = 1.5
+
+[federation]
+rounds = 2
+num-shares = 1.0
+reconstruction-threshold = 1.0
+min-clients = 3
+min-trainers = 3
+
+[report]
+explain = false
+"""
+
+
 @dataclass
 class Deployment:
     root: Path
@@ -151,20 +184,43 @@ class Deployment:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client_argv(self, *extra: str, data: str = "merchant_m00.parquet") -> list[str]:
+    def client_argv(self, *extra: str, merchant: str = "m00", state: str = "") -> list[str]:
+        """An ecrec-client for ``merchant``; its node state (ledger, key, anchor, journal)
+        lives in ``state/<merchant>`` (a separate one per refusal test)."""
+        folder = self.root / (state or "nodes") / merchant
         return [
             str(BIN / "ecrec-client"),
             "--server",
             self.address,
             "--data",
-            str(self.root / "data" / data),
+            str(self.root / "data" / f"merchant_{merchant}.parquet"),
+            "--ledger",
+            str(folder / "ledger.json"),
+            "--ledger-key-file",
+            str(folder / "secrets" / "node.key"),
+            "--journal",
+            str(folder / "journal.jsonl"),
+            "--log-file",
+            str(folder / "supernode.log"),
             "--connect-timeout",
             "30",
             *extra,
         ]
 
+    def ledger(self, merchant: str):
+        from ecrec.privacy.ledger import PrivacyLedger
 
-def write_server_toml(root: Path, port: int, name: str, *, rounds: int = 0) -> Path:
+        folder = self.root / "nodes" / merchant
+        return PrivacyLedger.load(folder / "ledger.json", key_file=folder / "secrets" / "node.key")
+
+    def journal(self, merchant: str) -> list[dict]:
+        path = self.root / "nodes" / merchant / "journal.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_server_toml(
+    root: Path, port: int, name: str, *, rounds: int = 0, config: str = "request.toml"
+) -> Path:
     path = root / name
     path.write_text(
         f"""
@@ -173,14 +229,15 @@ address = "127.0.0.1:{port}"
 ca-cert = "certs/ca.crt"
 server-cert = "certs/server.crt"
 server-key = "certs/server.key"
-node-keys = ["certs/node-1.pub", "certs/node-2.pub"]
+node-keys = ["certs/node-1.pub", "certs/node-2.pub", "certs/node-3.pub"]
 database = "state/superlink.db"
 run-dir = "run"
 validation-path = "data/validation.parquet"
-ecrec-config = "{CONFIGS / "tiny.toml"}"
+ecrec-config = "{root / config}"
+app-dir = "{ROOT}"
 rounds = {rounds}
 wait-for-nodes-timeout = 600
-run-timeout = 900
+run-timeout = 1200
 """
     )
     return path
@@ -198,21 +255,28 @@ def wait_for_text(proc: Proc, text: str, timeout: float) -> None:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A TLS SuperLink that first runs a HOSTILE request (train.dp = false)."""
     root = tmp_path_factory.mktemp("deploy")
     started = time.monotonic()
-    ecrec("certs", "--out", "certs", "--nodes", "3", cwd=root)  # node-3: never registered
+    ecrec("certs", "--out", "certs", "--nodes", "4", cwd=root)  # node-4: never registered
     ecrec("certs", "--out", "other-ca", cwd=root)
-    ecrec("data", "synth", "--merchants", "2", "--out", "data", "--seed", "0", cwd=root)
+    ecrec("data", "synth", "--merchants", "3", "--out", "data", "--seed", "0", cwd=root)
+    (root / "request.toml").write_text(DEPLOY_CONFIG)
+    (root / "hostile.toml").write_text(DEPLOY_CONFIG.replace("[train]", "[train]\ndp = false"))
     port = free_port()
     procs = Procs(root)
     dep = Deployment(root=root, port=port, procs=procs)
     try:
         dep.server = procs.start(
-            "server",
-            [str(BIN / "ecrec-server"), "--config", str(write_server_toml(root, port, "s.toml"))],
+            "server-hostile",
+            [
+                str(BIN / "ecrec-server"),
+                "--config",
+                str(write_server_toml(root, port, "hostile-server.toml", config="hostile.toml")),
+            ],
             cwd=root,
         )
-        wait_for_text(dep.server, "registered 2 node key(s)", timeout=180)
+        wait_for_text(dep.server, "registered 3 node key(s)", timeout=300)
         dep.timings["setup (certs, data, SuperLink up, keys registered)"] = (
             time.monotonic() - started
         )
@@ -226,7 +290,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def run_refused_client(dep: Deployment, name: str, *extra: str) -> tuple[int, str, float]:
     started = time.monotonic()
-    proc = dep.procs.start(name, dep.client_argv(*extra), cwd=dep.root)
+    proc = dep.procs.start(name, dep.client_argv("--init-ledger", *extra, state=name), cwd=dep.root)
     try:
         code = proc.wait(timeout=180)
     finally:
@@ -243,10 +307,8 @@ def test_unregistered_node_key_is_refused(deployment: Deployment) -> None:
     code, err, _ = run_refused_client(
         deployment,
         "client-unregistered",
-        "--budget-epsilon",
-        "8",
         "--key",
-        str(deployment.root / "certs" / "node-3.key"),
+        str(deployment.root / "certs" / "node-4.key"),
         "--ca",
         str(deployment.root / "certs" / "ca.crt"),
     )
@@ -256,7 +318,7 @@ def test_unregistered_node_key_is_refused(deployment: Deployment) -> None:
         "ecrec-client: error: the server refused this node (unregistered key, wrong CA or "
         "TLS mismatch)"
     ), err
-    assert "has the server operator registered node-3.pub" in last
+    assert "has the server operator registered node-4.pub" in last
     assert "Traceback" not in err
 
 
@@ -265,8 +327,6 @@ def test_wrong_ca_is_refused(deployment: Deployment) -> None:
     code, err, _ = run_refused_client(
         deployment,
         "client-wrong-ca",
-        "--budget-epsilon",
-        "8",
         "--key",
         str(deployment.root / "certs" / "node-1.key"),
         "--ca",
@@ -281,80 +341,125 @@ def test_wrong_ca_is_refused(deployment: Deployment) -> None:
 
 @pytest.mark.slow
 def test_insecure_client_is_refused_by_tls_server(deployment: Deployment) -> None:
-    code, err, _ = run_refused_client(
-        deployment, "client-insecure", "--budget-epsilon", "8", "--insecure"
-    )
+    code, err, _ = run_refused_client(deployment, "client-insecure", "--insecure")
     assert code == 5, err
     last = err.strip().splitlines()[-1]
     assert "requires TLS and refuses --insecure nodes" in last, err
     assert "Traceback" not in err
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_two_merchants_complete_a_secagg_run(deployment: Deployment) -> None:
-    dep = deployment
-    assert dep.server is not None
-    started = time.monotonic()
+def _start_merchants(dep: Deployment) -> None:
     certs = dep.root / "certs"
-    for i, (merchant, budget) in enumerate((("m00", "8"), ("m01", "20")), start=1):
+    for i, merchant in enumerate(MERCHANTS, start=1):
         dep.clients.append(
             dep.procs.start(
                 f"client-{merchant}",
                 dep.client_argv(
+                    "--init-ledger",
                     "--budget-epsilon",
-                    budget,
+                    "50",
                     "--key",
                     str(certs / f"node-{i}.key"),
                     "--ca",
                     str(certs / "ca.crt"),
-                    data=f"merchant_{merchant}.parquet",
+                    merchant=merchant,
                 ),
                 cwd=dep.root,
             )
         )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_nodes_decline_a_server_that_asks_for_no_dp(deployment: Deployment) -> None:
+    """A hostile server's run config says train.dp = false: every merchant's node
+    declines round 1 with the reason, spends nothing, sends nothing, and the server's
+    run ends with a message naming the setting."""
+    dep = deployment
+    assert dep.server is not None
+    started = time.monotonic()
+    _start_merchants(dep)
     try:
-        code = dep.server.wait(timeout=1100)
+        code = dep.server.wait(timeout=1200)
     except subprocess.TimeoutExpired:
         pytest.fail(f"server did not finish:\n{dep.server.text()[-4000:]}")
-    dep.timings["run: 2 SecAgg+ rounds, 2 nodes"] = time.monotonic() - started
-    output = dep.server.text()
-    assert code == 0, output[-4000:]
-    assert_no_orphans(dep.server.tag)  # the server stopped its SuperLink, SuperExec, ServerApp
+    dep.timings["hostile run: every node declines"] = time.monotonic() - started
+    err = dep.server.err.read_text()
+    print("[server]", err.strip().splitlines()[-1])
+    assert code == 1, err[-4000:]
+    last = err.strip().splitlines()[-1]
+    assert "round 1 failed" in last and "train.dp" in last, last
+    assert all(m in last for m in MERCHANTS), last
+    assert_no_orphans(dep.server.tag)
+    for merchant, proc in zip(MERCHANTS, dep.clients, strict=True):
+        wait_for_text(proc, "round 1: declined: train.dp", timeout=120)
+        line = next(ln for ln in proc.err.read_text().splitlines() if "declined" in ln)
+        print(f"[{merchant}]", line.strip())
+        assert dep.ledger(merchant).rounds == []  # nothing spent
+        declines = [r for r in dep.journal(merchant) if r["event"] == "declined"]
+        assert declines and "train.dp" in declines[0]["settings"]
+    records = [
+        json.loads(ln) for ln in (dep.root / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["round"] for r in records] == [0]  # no round was ever aggregated
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_three_merchants_complete_a_secagg_run(deployment: Deployment) -> None:
+    dep = deployment
+    if not dep.clients:
+        pytest.skip("needs the merchants started by the hostile-server test")
+    started = time.monotonic()
+    (dep.root / "run").rename(dep.root / "run-hostile")
+    server = dep.procs.start(
+        "server",
+        [
+            str(BIN / "ecrec-server"),
+            "--config",
+            str(write_server_toml(dep.root, dep.port, "s.toml")),
+        ],
+        cwd=dep.root,
+    )
+    try:
+        code = server.wait(timeout=1400)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"server did not finish:\n{server.text()[-4000:]}")
+    dep.timings["run: 2 SecAgg+ rounds, 3 nodes"] = time.monotonic() - started
+    output = server.text()
+    assert code == 0, output[-4000:]
+    assert_no_orphans(server.tag)  # the server stopped its SuperLink, SuperExec, ServerApp
     run = dep.root / "run"
-    assert (run / "config.toml").is_file()
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [0, 1, 2]
-    assert {r["clients"] for r in records[1:]} == {2}
+    assert all(r["trained"] == list(MERCHANTS) for r in records[1:])
     privacy = json.loads((run / "privacy.json").read_text())
-    assert sorted(privacy["merchants"]) == ["m00", "m01"]
-    assert privacy["merchants"]["m00"]["budget_epsilon"] == 8.0
-    assert privacy["merchants"]["m01"]["budget_epsilon"] == 20.0  # the node's, not the server's
-    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert checkpoints == [
-        "round_0000.npz",
-        "round_0001.npz",
-        "round_0002.npz",
-        "server_state.json",
-    ]
+    # The server learnt who trained, never a merchant's budget or spend.
+    for merchant in MERCHANTS:
+        assert privacy["merchants"][merchant]["rounds"] == [
+            {"round": 1, "trained": True},
+            {"round": 2, "trained": True},
+        ]
+        assert "budget_epsilon" not in json.dumps(privacy["merchants"][merchant])
+        assert dep.ledger(merchant).rounds == [1, 2]
     with (
         np.load(run / "checkpoints" / "round_0000.npz") as r0,
         np.load(run / "checkpoints" / "round_0002.npz") as r2,
     ):
         assert any(not np.allclose(r0[k], r2[k]) for k in r0.files), "global model never changed"
-    assert "metrics.jsonl (rounds 0-2)" in dep.server.out.read_text()
+    assert "metrics.jsonl (rounds 0-2)" in server.out.read_text()
     for proc in dep.clients:
         assert proc.popen.poll() is None, f"{proc.name} died:\n{proc.text()[-2000:]}"
         assert "as SuperNode" in proc.err.read_text()
+        assert "round 2: trained" in proc.err.read_text()
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_resume_adds_a_round_and_nodes_reconnect(deployment: Deployment) -> None:
     dep = deployment
-    if not dep.clients or (dep.root / "run" / "metrics.jsonl").exists() is False:
-        pytest.skip("needs the completed run of test_two_merchants_complete_a_secagg_run")
+    if not (dep.root / "run" / "metrics.jsonl").exists():
+        pytest.skip("needs the completed run of test_three_merchants_complete_a_secagg_run")
     started = time.monotonic()
     config = write_server_toml(dep.root, dep.port, "resume.toml", rounds=3)
     server = dep.procs.start(
@@ -363,19 +468,18 @@ def test_resume_adds_a_round_and_nodes_reconnect(deployment: Deployment) -> None
         cwd=dep.root,
     )
     try:
-        code = server.wait(timeout=800)
+        code = server.wait(timeout=1100)
     except subprocess.TimeoutExpired:
         pytest.fail(f"resumed server did not finish:\n{server.text()[-4000:]}")
     dep.timings["resume: 1 more round (nodes reconnect)"] = time.monotonic() - started
     assert code == 0, server.text()[-4000:]
-    assert "(0 already registered)" not in server.text()
-    assert "2 already registered" in server.text()
+    assert "3 already registered" in server.text()
     records = [
         json.loads(ln) for ln in (dep.root / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["round"] for r in records] == [0, 1, 2, 3]
-    # m00 spent its 8.0 in rounds 1-2 and declines; m01 (budget 20) trains.
-    assert records[3]["declined"] == ["m00"]
+    assert records[3]["trained"] == list(MERCHANTS)
+    assert all(dep.ledger(m).rounds == [1, 2, 3] for m in MERCHANTS)
     assert_no_orphans(server.tag)
 
     # Clients stop cleanly on SIGTERM and take every helper with them.
@@ -463,7 +567,7 @@ def test_server_config_errors_are_one_line(tmp_path: Path) -> None:
 
     cases = {
         'run-dir = "r"\n': "server.validation-path is required",
-        'run-dir = "r"\nvalidation-path = "v"\n': "server.ca-cert is required (TLS is on",
+        'run-dir = "r"\nvalidation-path = "v"\napp-dir = "."\n': "server.ca-cert is required (TLS is on",
         'run-dir = "r"\nvalidation-path = "v"\nport = 1\n': "server.port: unknown key",
         'run-dir = "r"\nvalidation-path = "v"\ninsecure = "no"\n': "expected a boolean",
         'run-dir = "r"\nvalidation-path = "v"\naddress = "x"\n': "expected HOST:PORT",
@@ -487,8 +591,9 @@ def test_server_checks_before_starting_anything(tmp_path: Path) -> None:
     from ecrec.deploy.server import check_before_start, load_settings, resolve_run_config
     from ecrec.errors import ConfigError, EcrecError
 
-    ecrec("certs", "--out", "certs", "--nodes", "1", cwd=tmp_path)
-    ecrec("data", "synth", "--merchants", "2", "--out", "data", cwd=tmp_path)
+    ecrec("certs", "--out", "certs", "--nodes", "2", cwd=tmp_path)
+    ecrec("data", "synth", "--merchants", "3", "--out", "data", cwd=tmp_path)
+    (tmp_path / "request.toml").write_text(DEPLOY_CONFIG)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -496,14 +601,25 @@ def test_server_checks_before_starting_anything(tmp_path: Path) -> None:
         path = write_server_toml(tmp_path, port, "s.toml")
         settings = load_settings(path)
         config = resolve_run_config(settings)
-        assert config.federation.max_weight == 10_000.0  # deployment default
-        with pytest.raises(EcrecError, match=r"node-2\.pub: node public key not found"):
+        assert config.federation.secagg_max_weight == 1.0  # uniform weights: no row counts
+        with pytest.raises(EcrecError, match=r"node-3\.pub: node public key not found"):
             check_before_start(settings, config, resume=False)
-        one_key = tmp_path / "one.toml"
-        one_key.write_text(path.read_text().replace(', "certs/node-2.pub"', ""))
-        with pytest.raises(ConfigError, match=r"min-clients is 2 but server\.node-keys registers"):
-            check_before_start(load_settings(one_key), config, resume=False)
-        ecrec("certs", "node-key", "--out", "certs/node-2", cwd=tmp_path)
+        two_keys = tmp_path / "two.toml"
+        two_keys.write_text(path.read_text().replace(', "certs/node-3.pub"', ""))
+        with pytest.raises(ConfigError, match=r"min-clients is 3 but server\.node-keys registers"):
+            check_before_start(load_settings(two_keys), config, resume=False)
+        ecrec("certs", "node-key", "--out", "certs/node-3", cwd=tmp_path)
+        foreign = tmp_path / "foreign-app"
+        foreign.mkdir()
+        (foreign / "pyproject.toml").write_text(
+            '[tool.flwr.app.components]\nserverapp = "x:app"\nclientapp = "rogue:app"\n'
+        )
+        other_app = tmp_path / "other.toml"
+        other_app.write_text(
+            path.read_text().replace(f'app-dir = "{ROOT}"', f'app-dir = "{foreign}"')
+        )
+        with pytest.raises(ConfigError, match="not the ecrec apps"):
+            check_before_start(load_settings(other_app), config, resume=False)
         with pytest.raises(ConfigError, match="port is already in use"):
             check_before_start(settings, config, resume=False)
         with pytest.raises(ConfigError, match="nothing to resume"):
@@ -514,6 +630,22 @@ def test_server_checks_before_starting_anything(tmp_path: Path) -> None:
         check_before_start(settings, config, resume=False)
 
 
+def test_server_submits_the_project_app_with_run_config_overrides(tmp_path: Path) -> None:
+    """No generated app: ecrec-server submits this project (pyproject's [tool.flwr.app])
+    with the run's values as Flower run-config overrides the ServerApp reads."""
+    from ecrec.config import RUN_CONFIG_OVERRIDES, RUN_CONFIG_SERVER_KEYS
+    from ecrec.deploy.preflight import run_config_values
+    from ecrec.deploy.server import load_settings
+    from ecrec.deploy.settings import installed_app_dir
+
+    assert installed_app_dir() == ROOT  # `pip install -e .` recorded the project folder
+    path = write_server_toml(tmp_path, 9999, "s.toml", rounds=4)
+    values = run_config_values(load_settings(path), resume=True)
+    assert set(values) <= set(RUN_CONFIG_OVERRIDES) | set(RUN_CONFIG_SERVER_KEYS)
+    assert values["num-server-rounds"] == 4 and values["resume"] is True
+    assert values["config-file"] == str(tmp_path / "request.toml")
+
+
 def test_client_input_errors_are_one_line(tmp_path: Path) -> None:
     ecrec("certs", "--out", "certs", "--nodes", "1", cwd=tmp_path)
     ecrec("data", "synth", "--merchants", "2", "--out", "data", cwd=tmp_path)
@@ -521,20 +653,25 @@ def test_client_input_errors_are_one_line(tmp_path: Path) -> None:
     base = ["--server", "127.0.0.1:1", "--connect-timeout", "1"]
     good = ["--key", str(certs / "node-1.key"), "--ca", str(certs / "ca.crt")]
     m00 = ["--data", str(data / "merchant_m00.parquet")]
+    ledger = ["--ledger", str(tmp_path / "l.json"), "--ledger-key-file", str(tmp_path / "k.key")]
     bad_ledger = tmp_path / "corrupt.ledger.json"
     bad_ledger.write_text('{"not": "a ledger"}')  # fail closed, before connecting
+    bad_key = tmp_path / "corrupt.key"
+    bad_key.write_bytes(b"k" * 32)
+    bad_key.chmod(0o600)
     cases = [
-        ([*m00, "--budget-epsilon", "0", *good], 2, "--budget-epsilon must be a number > 0"),
-        (["--data", str(data / "nope.parquet"), "--budget-epsilon", "8", *good], 2, "not found"),
-        ([*m00, "--budget-epsilon", "8", "--ca", str(certs / "ca.crt")], 2, "--key is required"),
-        ([*m00, "--budget-epsilon", "8", "--key", str(certs / "node-1.key"),
+        ([*m00, *ledger, "--init-ledger", "--budget-epsilon", "0", *good], 2,
+         "--budget-epsilon must be a number > 0"),
+        (["--data", str(data / "nope.parquet"), *ledger, *good], 2, "not found"),
+        ([*m00, *ledger, "--ca", str(certs / "ca.crt")], 2, "--key is required"),
+        ([*m00, *ledger, "--key", str(certs / "node-1.key"),
           "--ca", str(certs / "server.crt")], 2, "not a CA certificate"),
-        ([*m00, "--budget-epsilon", "8", "--key", str(certs / "node-1.pub"),
+        ([*m00, *ledger, "--key", str(certs / "node-1.pub"),
           "--ca", str(certs / "ca.crt")], 2, "not an unencrypted OpenSSH private key"),
-        ([*m00, "--budget-epsilon", "8", "--insecure", *good], 2, "cannot be combined"),
-        ([*m00, "--budget-epsilon", "8", *good, "--ledger", str(bad_ledger)], 4,
-         "failed verification"),
-        ([*m00, "--budget-epsilon", "8", *good], 6, "cannot reach the server at 127.0.0.1:1"),
+        ([*m00, *ledger, "--insecure", *good], 2, "cannot be combined"),
+        ([*m00, *ledger, *good], 4, "init-ledger"),  # no ledger: never a fresh budget
+        ([*m00, "--ledger", str(bad_ledger), "--ledger-key-file", str(bad_key), *good], 4, ""),
+        ([*m00, *ledger, "--init-ledger", *good], 6, "cannot reach the server at 127.0.0.1:1"),
     ]  # fmt: skip
     for args, code, message in cases:
         done = subprocess.run(
