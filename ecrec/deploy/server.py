@@ -394,8 +394,8 @@ def _follow_run(
             f"round {missing[0]} was not recorded" if missing else "the ServerApp did not complete"
         )
         failure = run.read_failure()
-        if failure:
-            what = failure
+        if failure:  # the ServerApp's own message; Flower's status repeats it
+            what, reason = failure, ""
         raise RunFailedError(
             f"run {run_id} ended as {status}{reason}: {what}; see {log_path}; "
             f"{settings.run_dir} keeps every completed round (fix, then --resume)"
