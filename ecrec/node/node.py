@@ -313,6 +313,7 @@ class MerchantNode:
             max_rows_per_user=cfg.privacy.max_rows_per_user,
             proximal_mu=request.proximal_mu,
             on_step=on_step,
+            encode=self._cached_encoder(ranker),
         )
         spent = None
         if cfg.train.dp:
@@ -366,6 +367,38 @@ class MerchantNode:
         if self.policy.keep_sent_updates:
             self._keep(request.server_round, state, weight)
         return RoundOutcome(state=state, weight=weight, disclosed=disclosed)
+
+    def _cached_encoder(self, ranker: Ranker) -> Callable[[pd.DataFrame], dict[str, Any]]:
+        """Tokenise the merchant's rows once, not every round: the tensors are kept beside
+        the journal, keyed by the data file, the rows and how the ranker reads text."""
+        import hashlib
+
+        import torch
+
+        def encode(rows: pd.DataFrame) -> dict[str, Any]:
+            data = self.settings.data_path
+            stat = data.stat() if data.exists() else None
+            identity = (
+                f"{data.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+                f"|{ranker.config!r}|{len(rows)}|"
+            )
+            digest = hashlib.sha256(identity.encode())
+            digest.update(np.asarray(rows.index, dtype=np.int64).tobytes())
+            path = (
+                self.settings.journal_path.with_suffix(".cache") / f"{digest.hexdigest()[:32]}.pt"
+            )
+            if path.exists():
+                try:
+                    return dict(torch.load(path, weights_only=True))
+                except (OSError, RuntimeError, EOFError):
+                    path.unlink(missing_ok=True)  # a torn cache file is just recomputed
+            inputs = ranker.training_inputs(rows)
+            buffer = io.BytesIO()
+            torch.save(dict(inputs), buffer)
+            atomic_write_bytes(path, buffer.getvalue(), mode=0o600)
+            return inputs
+
+        return encode
 
     def _keep(self, server_round: int, state: Mapping[str, np.ndarray], weight: float) -> None:
         """The merchant's own copy of exactly what this node released."""

@@ -247,8 +247,12 @@ def train_local(
     max_rows_per_user: int = 32,
     proximal_mu: float = 0.0,
     on_step: Callable[[int, int, float], None] | None = None,
+    encode: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``ranker``'s adapters in place on one merchant's impressions.
+
+    ``encode`` turns the rows that train into the ranker's input tensors (default
+    ``ranker.training_inputs``); a node passes a cached one, so it tokenises once.
 
     With ``config.dp`` (the default) this is DP-SGD: Poisson sampling of DP units at
     exactly the rate :func:`plan_round` promises, per-unit clipping to
@@ -272,7 +276,7 @@ def train_local(
     device = resolve_device(config.device)
     ranker.model.to(device)
     kept = frame.iloc[groups.rows]
-    inputs = ranker.training_inputs(kept)
+    inputs = (encode or ranker.training_inputs)(kept)
     targets = torch.as_tensor(kept["label"].to_numpy(dtype=np.float32))
     module = ranker.logits_module().to(device)
     module.train()

@@ -601,3 +601,26 @@ def test_node_never_creates_a_ledger(honest, shoppers, ranker, global_state, tmp
     with pytest.raises(LedgerMissingError):
         disk.node().run_round(_round(honest, global_state))
     assert not disk.settings.ledger_path.exists() and not disk.settings.anchor_path.exists()
+
+
+def test_a_node_tokenises_its_rows_once_across_rounds(
+    honest, shoppers, ranker, global_state, tmp_path, monkeypatch
+) -> None:
+    """Issue 12.7: a node encodes its data once; later rounds (each a fresh process in a
+    deployment) read the tensors back from the node's cache."""
+    disk = _on_disk(tmp_path, shoppers, ranker, NodePolicy(budget_epsilon=50.0))
+    calls = []
+    original = type(ranker).training_inputs
+
+    def counting(self, frame):
+        calls.append(len(frame))
+        return original(self, frame)
+
+    monkeypatch.setattr(type(ranker), "training_inputs", counting)
+    request = honest.replace("privacy", noise_multiplier=2.0, budget_epsilon=50.0)
+    first = disk.node().run_round(_round(request, global_state, 1))
+    second = disk.node().run_round(_round(request, first.state, 2))  # a fresh node object
+    assert not first.declined and not second.declined
+    assert len(calls) == 1
+    cached = list(disk.settings.journal_path.with_suffix(".cache").glob("*.pt"))
+    assert len(cached) == 1 and cached[0].stat().st_mode & 0o077 == 0
