@@ -10,7 +10,6 @@ line that says what to change.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import time
@@ -76,14 +75,6 @@ def parse_address(text: str, *, what: str = "address") -> Address:
     if any(c in host for c in " /@"):
         raise ConfigError(f"{what}: invalid host {host!r}")
     return Address(host, port)
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def wait_reachable(
@@ -171,7 +162,6 @@ __all__ = [
     "Address",
     "NodeRefusedError",
     "ServerUnreachableError",
-    "is_ip",
     "parse_address",
     "probe_tls",
     "wait_reachable",
