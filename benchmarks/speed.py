@@ -477,21 +477,33 @@ def simulation_config(*, merchants: int, rounds: int, secagg: bool) -> Any:
 
     config = load_config(REPO_ROOT / "configs" / "tiny.toml")
     config = config.replace("data", merchants=merchants)
-    config = config.replace("federation", rounds=rounds, secagg=secagg, min_clients=merchants)
+    config = config.replace(
+        "federation",
+        rounds=rounds,
+        secagg=secagg,
+        min_clients=merchants,
+        min_trainers=min(3, merchants),
+    )
     return config.replace("report", audit=False, explain=False, html=False)
 
 
 def round_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Per round: wall seconds, clients' training seconds, overhead = wall - slowest client.
 
-    metrics.jsonl has the wall time; each client's ``train_seconds`` is in the
-    reports kept in ``checkpoints/server_state.json``.
+    metrics.jsonl has the wall time; each node's ``train_seconds`` is in its own journal
+    (a simulation keeps every node's journal in the run folder; they never reach the server).
     """
+    import json
+
     from ecrec.runfolder import RunFolder
 
     run = RunFolder(run_dir)
-    state = run.read_server_state() or {}
-    reports = state.get("reports", {})
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for journal in sorted((run_dir / "journals").glob("*.jsonl")):
+        for line in journal.read_text("utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("event") == "trained":
+                reports.setdefault(str(record["round"]), []).append(record)
     rows = []
     for record in run.read_metrics():
         server_round = int(record["round"])
@@ -540,7 +552,8 @@ def bench_simulations(settings: SpeedSettings, workdir: Path, out: Any) -> dict[
 
     ``simulate`` draws its own progress bar, so this one only prints phases.
     """
-    from ecrec_simulations.runner import simulate
+    from ecrec.federation.simulation import simulate
+    from ecrec.node.policy import NodePolicy
 
     results: dict[str, Any] = {}
     for secagg in (True, False):
@@ -550,7 +563,8 @@ def bench_simulations(settings: SpeedSettings, workdir: Path, out: Any) -> dict[
             merchants=settings.sim_merchants, rounds=settings.sim_rounds, secagg=secagg
         )
         run_dir = workdir / f"sim-{name}"
-        summary = simulate(config, out=run_dir, console=out)
+        policy = NodePolicy(require_secagg=secagg, min_trainers=min(3, settings.sim_merchants))
+        summary = simulate(config, out=run_dir, console=out, node_policy=policy)
         rows = round_rows(run_dir)
         # Round 1 also pays for starting Ray workers and importing torch in them.
         steady = [r for r in rows if r["round"] >= 2] or rows
