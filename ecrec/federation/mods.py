@@ -107,13 +107,8 @@ def privacy_guard_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable)
     if not _is_train(msg):
         return call_next(msg, ctxt)
     from ecrec.federation.protocol import SIMULATION_NODES
-    from ecrec.node.policy import (
-        NodePolicy,
-        Violation,
-        check_peers,
-        check_secagg_setup,
-        check_unmask,
-    )
+    from ecrec.node.checks import check_peers, check_secagg_setup, check_unmask
+    from ecrec.node.policy import NodePolicy, Violation
 
     nodes_file = ctxt.run_config.get(SIMULATION_NODES)
     settings = _settings_or_default(ctxt, str(nodes_file) if nodes_file else None)

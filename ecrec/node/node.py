@@ -23,8 +23,9 @@ import pandas as pd
 from ecrec.atomic import atomic_write_bytes
 from ecrec.data.schema import USER_ID
 from ecrec.errors import DataError, EcrecError
+from ecrec.node.checks import check_noise, check_request
 from ecrec.node.journal import NodeJournal
-from ecrec.node.policy import Violation, check_noise, check_request
+from ecrec.node.policy import Violation
 from ecrec.node.settings import NodeSettings
 
 if TYPE_CHECKING:

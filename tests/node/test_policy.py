@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from ecrec.config import RunConfig, load_config
 from ecrec.errors import ConfigError
 from ecrec.node import NodePolicy, PolicyDeclined, Violation, load_policy
-from ecrec.node.policy import (
+from ecrec.node.checks import (
     check_noise,
     check_peers,
     check_request,
     check_secagg_setup,
     check_unmask,
-    policy_to_toml,
 )
+from ecrec.node.policy import policy_to_toml
 from ecrec.privacy.accounting import ACCOUNTANTS
 
 POLICY = NodePolicy()
