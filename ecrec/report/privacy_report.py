@@ -49,31 +49,42 @@ def read_privacy(run_dir: Path) -> dict[str, Any]:
 def rounds_until_exhausted(
     history: list[RoundSpend], last: RoundSpend, *, budget: float, delta: float, accountant: str
 ) -> int:
-    """More rounds like the last one that still fit the budget (capped)."""
+    """More rounds like the last one that still fit the budget (capped).
 
-    def fits(extra: int) -> bool:
+    ε is monotone in the number of rounds, so this is a search; it starts from the RDP
+    answer (fast, and never more rounds than a tighter accountant allows) and only then
+    evaluates the ledger's own accountant, which keeps PLD evaluations few.
+    """
+
+    def fits(extra: int, under: str = accountant) -> bool:
         total = epsilon_for_history(
             [*history, RoundSpend(last.noise_multiplier, last.sample_rate, last.steps * extra)]
             if extra
             else history,
             delta=delta,
-            accountant=accountant,  # type: ignore[arg-type]
+            accountant=under,  # type: ignore[arg-type]
         )
         return total <= budget
 
+    def largest(check: Callable[[int], bool], start: int) -> int:
+        """The largest n >= start with check(n), given check(start) holds."""
+        step = 1
+        low, high = start, start + 1
+        while high <= MAX_PROJECTED_ROUNDS and check(high):
+            low, step = high, step * 2
+            high = low + step
+        high = min(high, MAX_PROJECTED_ROUNDS + 1)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if check(middle) else (low, middle)
+        return min(low, MAX_PROJECTED_ROUNDS)
+
     if not fits(1):
         return 0
-    high = 1
-    while high < MAX_PROJECTED_ROUNDS and fits(high * 2):
-        high *= 2
-    low, high = high, min(high * 2, MAX_PROJECTED_ROUNDS)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle - 1
-    return low
+    start = 1
+    if accountant != "rdp" and fits(1, "rdp"):
+        start = largest(lambda n: fits(n, "rdp"), 1)  # RDP ≥ PLD: these rounds fit too
+    return largest(fits, start)
 
 
 def ledger_report(ledger: Any) -> dict[str, Any]:
