@@ -239,7 +239,7 @@ def format_round_line(record: Mapping[str, Any], *, k: int) -> str:
         line += f"  trained: {len(record['trained'])}"
     eps = ", ".join(f"{m}={v:.2f}" for m, v in sorted((record.get("epsilon") or {}).items()) if v)
     if eps:
-        line += f"  ε: {eps}"
+        line += f"  ε ({record.get('epsilon_accountant', '?')}): {eps}"
     if record.get("declined"):
         line += f"  declined: {', '.join(record['declined'])}"
     if record.get("skipped"):

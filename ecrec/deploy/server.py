@@ -425,11 +425,16 @@ def summary_lines(result: ServerResult, *, k: int = 10) -> list[str]:
         lines.append(f"  final model: {format_round_line(last, k=k)}")
     merchants = (result.privacy or {}).get("merchants", {})
     for mid, entry in sorted(merchants.items()):
-        spent = entry.get("epsilon_spent")
-        budget = entry.get("budget_epsilon")
+        spent = entry.get("epsilon_spent")  # only if the merchant's policy discloses it
+        shown = (
+            f"ε spent {spent:.3f} ({entry.get('accountant')}, per {entry.get('unit')})"
+            if spent is not None
+            else "ε not disclosed (see the merchant's own ledger)"
+        )
+        trained = sum(1 for r in entry.get("rounds", []) if r.get("trained"))
         lines.append(
-            f"  privacy {mid}: ε spent {spent if spent is None else f'{spent:.3f}'} "
-            f"of {budget} ({entry.get('status', '?')})"
+            f"  privacy {mid}: {shown}; trained {trained} round(s), declined "
+            f"{len(entry.get('declined_rounds', []))} ({entry.get('status', '?')})"
         )
     lines.append(f"  SuperLink log: {result.log_path}")
     lines.append(

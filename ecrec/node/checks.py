@@ -154,7 +154,9 @@ def _threshold_violations(
     return out
 
 
-def check_noise(policy: NodePolicy, *, sigma: float, round_epsilon: float) -> list[Violation]:
+def check_noise(
+    policy: NodePolicy, *, sigma: float, round_epsilon: float, accountant: str = "pld"
+) -> list[Violation]:
     """The noise this round would really use, against the floor and the per-round cap."""
     out = []
     if not sigma >= policy.min_noise_multiplier:  # NaN is below every floor
@@ -172,7 +174,7 @@ def check_noise(policy: NodePolicy, *, sigma: float, round_epsilon: float) -> li
         out.append(
             Violation(
                 "epsilon per round",
-                f"this round would spend ε={round_epsilon:.4g}, "
+                f"this round would spend ε={round_epsilon:.4g} ({accountant}), "
                 f"over the node's per-round cap {cap:g}",
                 public="this round would spend more ε than the node's per-round cap",
             )

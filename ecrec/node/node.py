@@ -237,7 +237,10 @@ class MerchantNode:
             sigma = self._noise_multiplier(cfg, sample_rate=sample_rate, steps=steps)
             check = ledger.check_round(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps)
             noise = check_noise(
-                self.policy, sigma=sigma, round_epsilon=check.epsilon_after - check.epsilon_before
+                self.policy,
+                sigma=sigma,
+                round_epsilon=check.epsilon_after - check.epsilon_before,
+                accountant=ledger.accountant,
             )
             if noise:
                 return self._decline(request, noise, disclosed_reason=None)

@@ -93,7 +93,7 @@ def _round_check(state: VerifiedPayload, spend: RoundSpend) -> RoundCheck:
         [*state.history, spend], delta=payload["delta"], accountant=payload["accountant"]
     )
     budget = float(payload["budget_epsilon"])
-    move = f"round would take ε from {before:.6g} to {after:.6g}"
+    move = f"round would take ε ({payload['accountant']}) from {before:.6g} to {after:.6g}"
     if after <= budget:
         return RoundCheck(True, before, after, budget, f"{move}, within the budget of {budget:g}")
     reason = f"{move}, over the budget of {budget:g} by {after - budget:.6g}"
@@ -369,7 +369,8 @@ class PrivacyLedger:
     def __repr__(self) -> str:
         return (
             f"PrivacyLedger({str(self._paths.ledger)!r}, merchant={self.merchant_id!r}, "
-            f"spent={self._snap.state.spent:.4g}, budget={self.budget_epsilon:g}, seq={self.seq})"
+            f"spent={self._snap.state.spent:.4g} ({self.accountant}, per {self.unit}), "
+            f"budget={self.budget_epsilon:g}, seq={self.seq})"
         )
 
     # -------------------------------------------------------------- accounting

@@ -200,7 +200,8 @@ def check_anchor(
     if seq < anchor.seq:
         raise ledger_corrupt(
             path,
-            f"rolled back: this copy is write {seq} (ε={state.spent:.6g} over "
+            f"rolled back: this copy is write {seq} (ε={state.spent:.6g} "
+            f"({state.payload['accountant']}) over "
             f"{len(state.history)} rounds) but its anchor {anchor_path} records write "
             f"{anchor.seq}; an older copy of the ledger was restored",
             hint="restore the latest ledger; re-anchoring an older copy forgets spend",
