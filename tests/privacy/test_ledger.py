@@ -324,7 +324,7 @@ def test_rollback_to_an_older_copy_is_refused(files, tmp_path):
     payload, _ = decode_ledger(files.ledger, files.ledger.read_bytes(), keys)
     assert len(payload["entries"]) == 2  # validly sealed: only the anchor can tell
     refused = assert_refused_and_untouched(files, match="rolled back")
-    assert f"ε={eps_after_2:.6g} (pld) over 2 rounds" in str(refused)
+    assert f"ε={eps_after_2:.6g} (rdp) over 2 rounds" in str(refused)
     assert "write 3" in str(refused) and "write 4" in str(refused)
 
 
