@@ -567,7 +567,9 @@ def test_server_config_errors_are_one_line(tmp_path: Path) -> None:
 
     cases = {
         'run-dir = "r"\n': "server.validation-path is required",
-        'run-dir = "r"\nvalidation-path = "v"\napp-dir = "."\n': "server.ca-cert is required (TLS is on",
+        'run-dir = "r"\nvalidation-path = "v"\napp-dir = "."\n': (
+            "server.ca-cert is required (TLS is on"
+        ),
         'run-dir = "r"\nvalidation-path = "v"\nport = 1\n': "server.port: unknown key",
         'run-dir = "r"\nvalidation-path = "v"\ninsecure = "no"\n': "expected a boolean",
         'run-dir = "r"\nvalidation-path = "v"\naddress = "x"\n': "expected HOST:PORT",
