@@ -319,7 +319,7 @@ def test_a_failed_forced_import_leaves_the_old_marketplace_untouched(
 def test_a_crash_while_writing_never_half_replaces_the_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ecrec.data.synth as synth_module
+    import ecrec.data.synth.marketplace as synth_module
 
     out_dir = tmp_path / "market"
     args = [

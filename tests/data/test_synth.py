@@ -34,7 +34,6 @@ from ecrec.data.synth import (
     ProductFacts,
     QueryIntent,
     SynthConfig,
-    _query_text,
     config_help,
     parse_product,
     parse_query,
@@ -43,6 +42,7 @@ from ecrec.data.synth import (
     synthesize,
     write_marketplace,
 )
+from ecrec.data.synth.queries import _query_text
 from ecrec.errors import ConfigError, DataError
 from ecrec.metrics.ranking import ranking_metrics
 
