@@ -27,7 +27,6 @@ from ecrec.data.desensitize import (
     PHONE_TOKEN,
     SSN_TOKEN,
     USER_ID_HASH_PATTERN,
-    _candidates,
     check_desensitised,
     default_hash_key_path,
     desensitize_frame,
@@ -42,6 +41,7 @@ from ecrec.data.desensitize import (
     synthetic_hash_key,
     write_hash_key,
 )
+from ecrec.data.desensitize.masking import _candidates
 from ecrec.data.synth import SynthConfig, synthesize
 from ecrec.errors import ConfigError, DataError
 
