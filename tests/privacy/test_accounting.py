@@ -31,6 +31,7 @@ from ecrec.privacy import (
     noise_multiplier_for_target,
     plan,
 )
+from ecrec.privacy import pld as pld_cache
 from tests.privacy.reference import google_pld_epsilon, google_rdp_epsilon, rdp_by_integration
 
 DELTA = 1e-5
@@ -218,8 +219,8 @@ def test_pld_cache_does_not_change_epsilon():
         RoundSpend(noise_multiplier=1.2, sample_rate=0.02, steps=50),
     ]
     trajectory = epsilon_trajectory(history, delta=DELTA)  # fills the caches
-    accounting._round_pld.cache_clear()
-    accounting._PLD_PREFIXES = accounting._PrefixCache(size=4)
+    pld_cache._round_pld.cache_clear()
+    pld_cache._PLD_PREFIXES = pld_cache._PrefixCache(size=4)
     cold = [epsilon_for_history(history[: i + 1], delta=DELTA) for i in range(3)]
     assert cold == trajectory == [google_pld_epsilon(history[: i + 1], DELTA) for i in range(3)]
 

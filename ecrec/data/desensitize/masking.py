@@ -62,7 +62,7 @@ def _mask_once(text: str, detectors: tuple[_Detector, ...] = _DETECTORS) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Replace PII in ``text`` by tokens (see the module docstring for what counts).
+    """Replace PII in ``text`` by tokens (see :mod:`ecrec.data.desensitize` for what counts).
 
     Masking repeats until nothing changes, so a number that only becomes
     recognisable once its neighbour is masked is caught too, and masking is

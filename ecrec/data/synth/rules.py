@@ -59,7 +59,7 @@ class ProductFacts:
 
 
 def relevance(intent: QueryIntent, product: ProductFacts) -> int:
-    """The hidden relevance rule (see the module docstring): a grade in 0..3."""
+    """The hidden relevance rule (see :mod:`ecrec.data.synth`): a grade in 0..3."""
     if product.category != intent.category or product.accessory != intent.accessory:
         return 0
     if intent.feature is not None and product.feature != intent.feature:
