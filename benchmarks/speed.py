@@ -180,7 +180,10 @@ def build_bench_ranker(
     else:
         base = model
     return build_ranker(
-        RankerConfig(base_model=base, max_length=max_length, ffa=ffa, seed=0), device=device
+        RankerConfig(
+            architecture="cross-encoder", base_model=base, max_length=max_length, ffa=ffa, seed=0
+        ),
+        device=device,
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from ecrec.data.synth import Marketplace, SynthConfig, synthesize
 from ecrec.model.ranker import Ranker, RankerConfig, build_ranker
 
-TINY_CONFIG = RankerConfig(base_model="tiny", max_length=32, seed=0)
+TINY_CONFIG = RankerConfig(architecture="cross-encoder", base_model="tiny", max_length=32, seed=0)
 SMALL_MARKET = SynthConfig(
     merchants=2, queries_per_merchant=12, candidates_per_query=6, validation_queries=10, seed=0
 )

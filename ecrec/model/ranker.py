@@ -1,4 +1,9 @@
-"""A BERT cross-encoder ``(query, product text) -> relevance logit`` with LoRA.
+"""The rankers ``(query, product text) -> relevance logit`` and how to build them.
+
+``model.architecture`` picks one:
+- ``"hybrid"`` (the default, :mod:`ecrec.model.hybrid`): frozen sentence-encoder
+  similarities plus keyword-match features, combined by a small DP-trained head;
+- ``"cross-encoder"`` (this module): a BERT cross-encoder fine-tuned with LoRA.
 
 The base model is frozen; only the LoRA adapters and the classification head
 train, so a merchant's update is ~74k floats (~300 KB) instead of the 91 MB
@@ -19,7 +24,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,12 +32,23 @@ from ecrec.errors import ConfigError, ModelError
 
 TINY = "tiny"
 MINILM = "minilm"
+HYBRID = "hybrid"
+CROSS_ENCODER = "cross-encoder"
+Architecture = Literal["hybrid", "cross-encoder"]
 
 
 @dataclass(frozen=True)
 class RankerConfig:
     """How to build the ranker; every node of a federation must use the same one."""
 
+    architecture: Architecture = field(
+        default=HYBRID,
+        metadata={
+            "help": '"hybrid" (frozen encoder similarity + keyword match, DP-trained head; '
+            'the default, chosen on real data: see BENCHMARKS.md) or "cross-encoder" '
+            "(LoRA fine-tuning of a BERT cross-encoder)"
+        },
+    )
     base_model: str = field(
         default=MINILM,
         metadata={"help": '"minilm" (bundled all-MiniLM-L6-v2), "tiny", or a local model folder'},
@@ -49,8 +65,19 @@ class RankerConfig:
         metadata={"help": "FFA-LoRA: freeze the A matrices and train only B (better under DP)"},
     )
     seed: int = field(default=0, metadata={"help": "seed for adapter and head initialisation"})
+    graded_targets: bool = field(
+        default=True,
+        metadata={
+            "help": "train on graded relevance (soft target relevance/3) where the data has "
+            "it, else on the 0/1 label"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.architecture not in (HYBRID, CROSS_ENCODER):
+            raise ConfigError(
+                f'model.architecture must be "hybrid" or "cross-encoder", got {self.architecture!r}'
+            )
         if self.max_length < 8:
             raise ConfigError(f"model.max-length must be >= 8, got {self.max_length}")
         if self.lora_r < 1:
@@ -123,7 +150,38 @@ def _load_base(config: RankerConfig) -> tuple[Any, Any]:
         return model, tokenizer
 
 
-def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") -> Ranker:
+#: Highest graded relevance (0..3 in the data contract); soft target = relevance / this.
+MAX_RELEVANCE = 3.0
+
+
+def training_targets(frame: Any, *, graded: bool) -> np.ndarray:
+    """Per-row BCE targets: graded relevance / 3 where every row has it, else the label.
+
+    Soft targets keep the loss per row, so per-row and per-shopper DP stay exact.
+    """
+    if graded and "relevance" in frame.columns:
+        relevance = frame["relevance"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if len(relevance) and np.all(np.isfinite(relevance)):
+            return np.clip(relevance / MAX_RELEVANCE, 0.0, 1.0).astype(np.float32)
+    return frame["label"].to_numpy(dtype=np.float32)
+
+
+def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") -> Any:
+    """Build the ranker ``config.architecture`` names, offline.
+
+    Returns a :class:`Ranker` (cross-encoder) or a
+    :class:`~ecrec.model.hybrid.HybridRanker`; both offer the same interface
+    (``training_inputs``, ``logits_module``, ``score``, ``adapter_state``...).
+    """
+    config = config or RankerConfig()
+    if config.architecture == HYBRID:
+        from ecrec.model.hybrid import build_hybrid
+
+        return build_hybrid(config, device=device)
+    return build_cross_encoder(config, device=device)
+
+
+def build_cross_encoder(config: RankerConfig, *, device: str = "auto") -> Ranker:
     """Load the base model offline and attach fresh LoRA adapters.
 
     The model is moved to its device *before* ``get_peft_model`` (see the
@@ -131,7 +189,6 @@ def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") ->
     """
     from peft import LoraConfig, get_peft_model
 
-    config = config or RankerConfig()
     base, tokenizer = _load_base(config)
     base.to(resolve_device(device))
     lora = LoraConfig(
@@ -197,6 +254,9 @@ class Ranker:
         from ecrec.data.schema import ranker_documents
 
         return self.encode(frame["query"].astype(str).tolist(), ranker_documents(frame))
+
+    def training_targets(self, frame: Any) -> np.ndarray:
+        return training_targets(frame, graded=self.config.graded_targets)
 
     def logits_module(self) -> Any:
         """An ``nn.Module`` mapping :meth:`training_inputs` batches to ``[B]`` logits.

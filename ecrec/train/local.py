@@ -277,7 +277,7 @@ def train_local(
     ranker.model.to(device)
     kept = frame.iloc[groups.rows]
     inputs = (encode or ranker.training_inputs)(kept)
-    targets = torch.as_tensor(kept["label"].to_numpy(dtype=np.float32))
+    targets = torch.as_tensor(ranker.training_targets(kept))
     module = ranker.logits_module().to(device)
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]

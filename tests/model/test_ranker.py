@@ -20,6 +20,11 @@ TEXTS = [
 ]
 
 
+def _cross(**changes: object) -> RankerConfig:
+    """A cross-encoder config (this module tests the LoRA cross-encoder)."""
+    return RankerConfig(architecture="cross-encoder", **changes)  # type: ignore[arg-type]
+
+
 def _lora_params(hidden: int, layers: int, r: int, modules: int) -> int:
     """A (r x hidden) + B (hidden x r) per adapted module, plus the 1-logit head."""
     return layers * modules * 2 * r * hidden + hidden + 1
@@ -99,14 +104,14 @@ def test_ffa_lora_freezes_every_lora_a(tiny_config: RankerConfig) -> None:
 def test_bad_base_model_folder_is_a_one_line_model_error(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(ModelError) as info:
-        build_ranker(RankerConfig(base_model=str(missing)), device="cpu")
+        build_ranker(_cross(base_model=str(missing)), device="cpu")
     assert str(missing) in str(info.value)
     assert "\n" not in str(info.value)
 
     empty = tmp_path / "empty-model"
     empty.mkdir()
     with pytest.raises(ModelError) as info:
-        build_ranker(RankerConfig(base_model=str(empty)), device="cpu")
+        build_ranker(_cross(base_model=str(empty)), device="cpu")
     assert str(empty) in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -114,7 +119,7 @@ def test_bad_base_model_folder_is_a_one_line_model_error(tmp_path) -> None:
     broken.mkdir()
     (broken / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelError) as info:
-        build_ranker(RankerConfig(base_model=str(broken)), device="cpu")
+        build_ranker(_cross(base_model=str(broken)), device="cpu")
     assert str(broken) in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -233,7 +238,7 @@ def test_score_reports_batches_and_handles_empty_input(ranker: Ranker) -> None:
 
 @pytest.mark.slow
 def test_minilm_lora_update_is_a_small_fraction_of_the_model() -> None:
-    minilm = build_ranker(RankerConfig(), device="cpu")  # LoRA(query, value), r=8
+    minilm = build_ranker(_cross(), device="cpu")  # LoRA r=8
     state = minilm.adapter_state()
     # all-MiniLM-L6-v2: 6 layers, hidden 384.
     expected = 4 * _lora_params(hidden=384, layers=6, r=8, modules=2)
