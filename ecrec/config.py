@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ecrec.errors import ConfigError
+from ecrec.errors import ConfigError, one_line, toml_problem
 from ecrec.fairness.config import AuditConfig
 from ecrec.model.ranker import RankerConfig
 from ecrec.train.local import TrainConfig
@@ -272,34 +272,62 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
                 return _check_type(value, arg, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {_shown(value)}")
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+            raise ConfigError(f"{where}: must be one of {choices}, got {_shown(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: must be a list of strings, got {value!r}")
+            raise ConfigError(f"{where}: must be a list of strings, got {_shown(value)}")
         return tuple(value)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+            raise ConfigError(f"{where}: must be true or false, got {_shown(value)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: must be an integer, got {value!r}")
+            raise ConfigError(f"{where}: must be an integer, got {_shown(value)}")
+        if abs(value) > MAX_CONFIG_INT:
+            raise ConfigError(f"{where}: must be an integer of at most 2^63-1 in size")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+            raise ConfigError(f"{where}: must be a number, got {_shown(value)}")
+        if not _finite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {_shown(value)}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: must be a string, got {value!r}")
-        return value
+            raise ConfigError(f"{where}: must be a string, got {_shown(value)}")
+        return _text(value, where)
+    return value
+
+
+#: Largest integer a config value may hold (what the libraries it reaches take).
+MAX_CONFIG_INT = 2**63 - 1
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut short: an error line never carries a whole huge field."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _text(value: str, where: str) -> str:
+    """A config string: no NUL or other control character (they are never meant, and a
+    NUL in a path surfaces later as a traceback)."""
+    bad = next((ch for ch in value if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: control character {bad!r} in {_shown(value)}")
     return value
 
 
@@ -332,7 +360,7 @@ def config_from_mapping(mapping: dict[str, Any], *, source: str = "<config>") ->
         try:
             sections[key] = section_from_mapping(hints[key], table, where=f"{source}: {key}")
         except ConfigError as err:
-            message = str(err)
+            message = one_line(str(err))
             # Range checks in __post_init__ don't know the file: add it.
             raise ConfigError(
                 message if message.startswith(source) else f"{source}: {message}"
@@ -361,8 +389,8 @@ def loads_config(text: str, *, source: str = "<config>") -> RunConfig:
     """Parse a TOML config from text (e.g. the config a server ships to nodes)."""
     try:
         mapping = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: invalid TOML: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, or an absurd number/nesting
+        raise ConfigError(f"{source}: invalid TOML: {toml_problem(err)}") from None
     try:
         return config_from_mapping(mapping, source=source)
     except TypeError as err:  # a dataclass refused its arguments

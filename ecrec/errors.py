@@ -53,3 +53,19 @@ class LedgerMissingError(PrivacyError):
 
 class LedgerExistsError(PrivacyError):
     """``ecrec privacy init`` refuses to start a ledger over an existing ledger or anchor."""
+
+
+def toml_problem(err: Exception) -> str:
+    """Why ``tomllib`` refused a file, in one line: besides ``TOMLDecodeError`` it raises
+    a plain ``ValueError`` for an integer of more than 4300 digits and ``RecursionError``
+    for arrays nested too deeply. Loaders catch ``(ValueError, RecursionError)``."""
+    if isinstance(err, RecursionError):
+        return "arrays or tables nested too deeply"
+    return one_line(str(err), limit=200)
+
+
+def one_line(message: str, *, limit: int = 500) -> str:
+    """``message`` on one line of at most ``limit`` characters (a value it quotes may be
+    a whole huge field of the user's file)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -226,3 +227,55 @@ def test_crash_during_checkpoint_save_leaves_no_temp_file(
         run.save_checkpoint(1, _state(1), {"clients": {}})
     monkeypatch.undo()
     assert sorted(p.name for p in run.checkpoints.iterdir()) == []
+
+
+# -- a full or read-only disk (issue 10, row 3) ------------------------------------------
+
+DISK_FAULTS = [
+    pytest.param(errno.ENOSPC, "flush", id="ENOSPC-at-fsync"),
+    pytest.param(errno.ENOSPC, "rename", id="ENOSPC-at-rename"),
+    pytest.param(errno.EROFS, "create", id="EROFS-at-create"),
+]
+
+
+@pytest.mark.parametrize(("code", "at"), DISK_FAULTS)
+def test_a_full_or_read_only_disk_keeps_the_last_round_and_names_the_file(
+    run: RunFolder, monkeypatch: pytest.MonkeyPatch, code: int, at: str
+) -> None:
+    from tests.node.test_disk_faults import failing_disk
+
+    run.save_checkpoint(1, _state(1), {"clients": {}})
+    run.append_metrics({"round": 1, "ndcg@10": 0.5})
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    with failing_disk(monkeypatch, code=code, at=at, under=run.path):
+        with pytest.raises(OSError) as saving:
+            run.save_checkpoint(2, _state(2), {"clients": {}})
+        with pytest.raises(OSError) as appending:
+            run.append_metrics({"round": 2, "ndcg@10": 0.6})
+    for info, target in ((saving, run.checkpoint_path(2)), (appending, run.metrics_path)):
+        assert info.value.errno == code
+        assert info.value.filename == str(target), "names the file, not its temp file"
+    assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
+    assert run.latest()[0] == 1 and [r["round"] for r in run.read_metrics()] == [1]
+
+
+@pytest.mark.parametrize(("code", "at"), DISK_FAULTS)
+def test_a_run_folder_write_on_a_full_disk_is_one_cli_line(
+    run: RunFolder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    code: int,
+    at: str,
+) -> None:
+    """What every ``ecrec`` command (and ``ecrec-server``) does with the error above:
+    one line naming the file and the reason, exit 1, no traceback."""
+    from ecrec.cli import run_guarded
+    from tests.node.test_disk_faults import failing_disk
+
+    with failing_disk(monkeypatch, code=code, at=at, under=run.path):
+        status = run_guarded(
+            lambda: run.append_metrics({"round": 0, "ndcg@10": 0.5}) or 0, prog="ecrec"
+        )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == f"ecrec: error: {run.metrics_path}: {os.strerror(code)}\n"

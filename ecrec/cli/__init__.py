@@ -69,6 +69,10 @@ def run_guarded(func: Callable[[], int], *, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the system refused: disk full, read-only, permissions, a file
+        # where a folder must be. The user's to fix, not a bug: one line naming the file.
+        print(f"{prog}: error: {os_error_line(err)}", file=sys.stderr)
+        return 1
     except Exception as err:  # a bug: say so in one line, full trace on request
         if os.environ.get("ECREC_DEBUG"):
             raise
@@ -78,6 +82,13 @@ def run_guarded(func: Callable[[], int], *, prog: str) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def os_error_line(err: OSError) -> str:
+    """``PATH: reason`` for an ``OSError`` (the target, not the temp file, of a rename)."""
+    where = err.filename2 if err.filename2 is not None else err.filename
+    reason = err.strerror or str(err)
+    return f"{os.fsdecode(where)}: {reason}" if where is not None else reason
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,8 @@ objects a deployment runs -- on Flower's simulation engine.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,28 @@ def privacy_table(summary: Any) -> Any:
     return table
 
 
+def _check_before_start(args: argparse.Namespace, config: Any, out: Path) -> None:
+    """Refuse what would fail later, before anything is written: an --out that is not a
+    folder, or a --merchant-budget for a merchant this run does not have."""
+    from ecrec.data.io import check_user_path
+    from ecrec.data.schema import merchant_ids
+
+    check_user_path(out, option="--out")
+    if os.path.lexists(out) and not out.is_dir():
+        raise EcrecError(f"--out {out}: exists and is not a folder")
+    if not args.merchant_budget:
+        return
+    if config.data.dir:
+        from ecrec.simulation import merchant_ids as merchants_in
+
+        known = set(merchants_in(Path(config.data.dir)))
+    else:
+        known = set(merchant_ids(config.data.merchants))
+    unknown = sorted({m for m, _ in args.merchant_budget} - known)
+    if unknown:
+        raise EcrecError(f"--merchant-budget: unknown merchant {unknown[0]!r}")
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -139,15 +163,23 @@ def run(args: argparse.Namespace) -> int:
         base = load_policy(policy) if policy is not None else NodePolicy()
         policy = dataclasses.replace(base, unit=args.unit)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    _check_before_start(args, config, out)
     console = Console(stderr=True)
-    summary = simulate(
-        config,
-        out=out,
-        resume=args.resume,
-        node_policy=policy,
-        merchant_budgets=dict(args.merchant_budget),
-        console=console,
-    )
+    fresh = not args.resume and not os.path.lexists(out)
+    try:
+        summary = simulate(
+            config,
+            out=out,
+            resume=args.resume,
+            node_policy=policy,
+            merchant_budgets=dict(args.merchant_budget),
+            console=console,
+        )
+    except BaseException:
+        if fresh and not (out / "metrics.jsonl").exists():
+            # Nothing was evaluated or trained (round 0 comes first): no partial run folder.
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     Console().print(rounds_table(summary, k=config.evaluation.k))
     Console().print(privacy_table(summary))
     console.print(

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from ecrec.deploy.flower import TlsFiles
 from ecrec.deploy.net import Address, parse_address
-from ecrec.errors import ConfigError
+from ecrec.errors import ConfigError, toml_problem
 
 DEFAULT_PORT = 9092
 
@@ -99,8 +99,8 @@ def load_settings(path: Path) -> ServerSettings:
         raise ConfigError(f"{path}: server config not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read server config: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, or an absurd number/nesting
+        raise ConfigError(f"{path}: invalid TOML: {toml_problem(err)}") from None
     extra = sorted(set(document) - {"server"})
     if extra:
         raise ConfigError(f"{path}: unknown table [{extra[0]}] (only [server] is read)")
@@ -117,6 +117,7 @@ def load_settings(path: Path) -> ServerSettings:
             raise ConfigError(f"{path}: server.{key}: expected a {_kind(expected)}, got {value!r}")
         if not isinstance(value, expected):
             raise ConfigError(f"{path}: server.{key}: expected a {_kind(expected)}, got {value!r}")
+        _check_value(value, where=f"{path}: server.{key}")
     for key in _REQUIRED:
         if not table.get(key):
             raise ConfigError(f"{path}: server.{key} is required")
@@ -184,6 +185,19 @@ def load_settings(path: Path) -> ServerSettings:
         startup_timeout=numbers["startup-timeout"] or 120.0,
         source=path,
     )
+
+
+def _check_value(value: object, *, where: str) -> None:
+    """No NUL or control character in a string (a path with one is a traceback later),
+    no number too large for a float, no string of absurd length."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            if len(item) > 4096:
+                raise ConfigError(f"{where}: longer than 4096 characters")
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in item):
+                raise ConfigError(f"{where}: control character in {item[:60]!r}")
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53:
+            raise ConfigError(f"{where}: number too large")
 
 
 def _kind(expected: type | tuple[type, ...]) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ecrec.errors import EcrecError
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
@@ -43,16 +45,21 @@ class NodeJournal:
         record = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
         record.update(_plain(fields))
         line = json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = "\n" + line  # a crash tore the last record: start a fresh line
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = "\n" + line  # a crash tore the last record: start a fresh line
+                os.write(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:  # a full or read-only disk: say which file, in one line
+            raise EcrecError(
+                f"cannot append to node journal {self.path}: {err.strerror or err}"
+            ) from err
 
     def records(self) -> list[dict[str, Any]]:
         """Every record; a torn last line (crash mid-append) is skipped."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ecrec.errors import ConfigError, EcrecError
+from ecrec.errors import ConfigError, EcrecError, one_line, toml_problem
 
 if TYPE_CHECKING:
     pass
@@ -139,12 +139,12 @@ class NodePolicy:
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(
                 f"node policy: accountant must be one of {', '.join(ACCOUNTANTS)}, "
-                f"got {self.accountant!r}"
+                f"got {self.accountant!r:.60}"
             )
         object.__setattr__(self, "allowed_base_models", tuple(self.allowed_base_models))
         if self.unit not in ("auto", "user", "row"):
             raise ConfigError(
-                f'node policy: unit must be "auto", "user" or "row", got {self.unit!r}'
+                f'node policy: unit must be "auto", "user" or "row", got {self.unit!r:.60}'
             )
 
     def unit_for(self, *, has_user_ids: bool) -> Unit:
@@ -169,8 +169,8 @@ def load_policy(path: str | Path) -> NodePolicy:
         raise ConfigError(f"{path}: node policy file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read node policy: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, or an absurd number/nesting
+        raise ConfigError(f"{path}: invalid TOML: {toml_problem(err)}") from None
     extra = sorted(set(document) - {"policy"})
     if extra:
         raise ConfigError(f"{path}: unknown table [{extra[0]}] (a policy file has [policy])")
@@ -180,7 +180,7 @@ def load_policy(path: str | Path) -> NodePolicy:
     try:
         return section_from_mapping(NodePolicy, table, where=f"{path}: policy")
     except ConfigError as err:
-        message = str(err)
+        message = one_line(str(err))
         raise ConfigError(
             message if message.startswith(str(path)) else f"{path}: {message}"
         ) from None

@@ -29,7 +29,7 @@ from typing import Any
 import tomli_w
 
 from ecrec.atomic import atomic_write_bytes
-from ecrec.errors import ConfigError
+from ecrec.errors import ConfigError, toml_problem
 from ecrec.node.policy import NodePolicy, load_policy
 
 PARTITION_ID = "partition-id"  # Flower's simulation node-config key
@@ -70,6 +70,13 @@ class NodeSettings:
                 raise ConfigError(
                     f"{where}: {key} is not set (start the node with ecrec-client, which sets it)"
                 )
+        for key, value in values.items():
+            text = str(value)
+            if len(text) > 4096 or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+                raise ConfigError(
+                    f"{where}: {key}: {text[:60]!r} is not a usable value (a control "
+                    "character, or longer than 4096 characters)"
+                )
         data = Path(str(values["data-path"]))
         key_file = Path(str(values["ledger-key-file"]))
         policy_file = Path(str(values["policy-file"])) if values.get("policy-file") else None
@@ -78,8 +85,8 @@ class NodeSettings:
             budget = values["budget-epsilon"]
             if isinstance(budget, bool) or not isinstance(budget, int | float):
                 raise ConfigError(f"{where}: budget-epsilon must be a number, got {budget!r}")
-            if not (math.isfinite(budget) and budget > 0):
-                raise ConfigError(f"{where}: budget-epsilon must be > 0, got {budget}")
+            if not (budget > 0 and _finite(budget)):
+                raise ConfigError(f"{where}: budget-epsilon must be > 0, got {str(budget)[:40]}")
             policy = replace(policy, budget_epsilon=float(budget))
         anchor = values.get("ledger-anchor")
         journal = values.get("journal-path")
@@ -106,6 +113,13 @@ class NodeSettings:
         if self.policy_file is not None:
             values["policy-file"] = str(self.policy_file)
         return values
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def default_anchor(key_file: Path) -> Path:
@@ -139,8 +153,12 @@ def node_config_for(node_config: Mapping[str, Any], *, nodes_file: str | None) -
     path = Path(nodes_file)
     try:
         document = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the simulation's nodes file: {err}") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, or an absurd number/nesting
+        raise ConfigError(
+            f"{path}: cannot read the simulation's nodes file: {toml_problem(err)}"
+        ) from None
     partition = str(node_config[PARTITION_ID])
     table = document.get(partition)
     if not isinstance(table, dict):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecrec.data.schema import SAFE_NAME_RULE, is_safe_name, short_repr
 from ecrec.errors import BudgetExceededError, LedgerExistsError, PrivacyError
 from ecrec.privacy.accounting import (
     ACCOUNTANTS,
@@ -143,8 +144,10 @@ class PrivacyLedger:
         folders) when it does not exist, else uses it.
         """
         paths = LedgerPaths.resolve(path, key_file, anchor_path)
-        if not isinstance(merchant_id, str) or not merchant_id:
-            raise PrivacyError(f"merchant_id must be a non-empty string, got {merchant_id!r}")
+        if not is_safe_name(merchant_id):  # the id a node's data carries, and a file name
+            raise PrivacyError(
+                f"merchant_id {short_repr(merchant_id)} is not a merchant id ({SAFE_NAME_RULE})"
+            )
         budget = _check_budget(budget_epsilon)
         if not (is_number(delta) and 0 < delta < 1):
             raise PrivacyError(f"delta must be in (0, 1), got {delta!r}")

@@ -142,8 +142,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(data: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity. Raises ``ValueError``."""
-    return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    """Strict JSON: UTF-8, no NaN/Infinity. Raises ``ValueError`` (also for arrays or
+    objects nested past the interpreter's recursion limit, where ``json`` raises
+    ``RecursionError``)."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deeply") from None
 
 
 def mac(key: bytes, fields: Mapping[str, Any]) -> str:
