@@ -22,45 +22,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 
-from ecrec.certs import check_node_public_key
-from ecrec.config import RunConfig
 from ecrec.deploy.flower import (
     FLOWER_ENV,
     FlowerCli,
-    FlowerError,
     superexec_argv,
     superlink_argv,
     write_run_config,
     write_secret,
 )
 from ecrec.deploy.preflight import check_before_start, resolve_run_config, run_config_values
-from ecrec.deploy.processes import Child, Interrupted, Supervisor
+from ecrec.deploy.processes import Interrupted, Supervisor
+from ecrec.deploy.server_follow import _follow_run
+from ecrec.deploy.server_superlink import (
+    RunFailedError,
+    _register_nodes,
+    _wait_for_nodes,
+    _wait_superlink,
+)
 from ecrec.deploy.settings import ServerSettings, load_settings
-from ecrec.errors import ConfigError, EcrecError
-from ecrec.runfolder import RunFolder, atomic_write_json, format_round_line
-
-#: SecAgg+ needs an upper bound on any node's example count and the server
-#: cannot see the nodes' data, so deployments use this unless configured.
-T = TypeVar("T")
-
-
-class RunFailedError(EcrecError):
-    """The federation started but did not complete every round."""
-
-    exit_code = 1
-
-
-# --------------------------------------------------------------------------- running
+from ecrec.errors import EcrecError
+from ecrec.runfolder import RunFolder, format_round_line
 
 
 @dataclass
@@ -73,16 +62,6 @@ class ServerResult:
     log_path: Path
     database: Path
     registered: int
-
-
-def _startup_failure(child: Child, log_path: Path) -> str:
-    interesting = [
-        ln for ln in child.tail(40) if "ERROR" in ln or "Error" in ln or "Exit Code" in ln
-    ]
-    detail = interesting[-1].strip() if interesting else (child.tail(1) or ["no output"])[0]
-    return (
-        f"flower-superlink exited (code {child.poll()}) during start-up: {detail} (log: {log_path})"
-    )
 
 
 def run_server(
@@ -205,208 +184,6 @@ def run_server(
         database=settings.database,
         registered=registered,
     )
-
-
-def _retrying(call: Callable[[], T], alive: Callable[[], None], attempts: int = 5) -> T:
-    """A ``flwr`` query, retried: one slow answer on a busy machine must not end a run."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except FlowerError:
-            alive()  # a dead SuperLink is reported as such, not as a CLI error
-            if attempt == attempts - 1:
-                raise
-            time.sleep(2.0 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _alive_check(child: Child, log_path: Path) -> Callable[[], None]:
-    def check() -> None:
-        if child.poll() is not None:
-            child.wait_output()
-            raise RunFailedError(_startup_failure(child, log_path).replace("during start-up", ""))
-
-    return check
-
-
-def _wait_superlink(flwr: FlowerCli, superlink: Child, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if superlink.poll() is not None:
-            superlink.wait_output()
-            raise RunFailedError(_startup_failure(superlink, log_path))
-        if flwr.ping():
-            return
-        if time.monotonic() > deadline:
-            raise RunFailedError(
-                f"the SuperLink did not answer within {timeout:.0f} s (log: {log_path})"
-            )
-        time.sleep(1.0)
-
-
-def _registry_path(settings: ServerSettings) -> Path:
-    return settings.database.with_name(settings.database.name + ".keys.json")
-
-
-def _register_nodes(flwr: FlowerCli, settings: ServerSettings, console: Console) -> int:
-    """Register ``node-keys``; unregister keys registered earlier but no longer listed.
-
-    The SuperLink's database outlives a launch (it is what makes ``--resume``
-    work), so removing a merchant from ``node-keys`` must also revoke it there.
-    Flower only reports a node id when a key is first registered, so the ids
-    are remembered next to the database.
-    """
-    path = _registry_path(settings)
-    registry: dict[str, dict[str, str]] = {}
-    if path.exists():
-        try:
-            registry = dict(json.loads(path.read_text("utf-8")))
-        except (json.JSONDecodeError, OSError, TypeError, ValueError) as err:
-            raise ConfigError(f"{path}: unreadable node registry ({err}); restore it") from None
-    current = {check_node_public_key(key).split()[1]: key for key in settings.node_keys}
-    new = 0
-    for blob, key in current.items():
-        node_id = flwr.register(key, name=key.stem)
-        if node_id:
-            new += 1
-            registry[blob] = {"node-id": node_id, "file": str(key)}
-    revoked = [blob for blob in registry if blob not in current]
-    for blob in revoked:
-        entry = registry.pop(blob)
-        try:
-            flwr.unregister(entry["node-id"])
-        except EcrecError as err:
-            if "not found" not in str(err).lower():
-                raise
-        console.print(f"unregistered node {entry['node-id']} ({entry['file']}: not in node-keys)")
-    atomic_write_json(path, registry)
-    if settings.node_keys:
-        known = len(settings.node_keys) - new
-        console.print(
-            f"registered {new} node key(s)" + (f" ({known} already registered)" if known else "")
-        )
-    return len(settings.node_keys)
-
-
-def _wait_for_nodes(
-    flwr: FlowerCli,
-    superlink: Child,
-    needed: int,
-    settings: ServerSettings,
-    console: Console,
-    log_path: Path,
-) -> None:
-    alive = _alive_check(superlink, log_path)
-    deadline = time.monotonic() + settings.wait_for_nodes_timeout
-    online = 0
-    with console.status(f"waiting for merchants: 0/{needed} online...") as status:
-        while True:
-            alive()
-            nodes = _retrying(flwr.nodes, alive)
-            online = sum(1 for n in nodes if n.get("status") == "online")
-            if online >= needed:
-                break
-            status.update(f"waiting for merchants: {online}/{needed} online...")
-            if settings.wait_for_nodes_timeout and time.monotonic() > deadline:
-                host = "THIS-HOST" if settings.listen.is_wildcard else settings.listen.host
-                raise RunFailedError(
-                    f"only {online} of the {needed} merchant nodes needed came online within "
-                    f"{settings.wait_for_nodes_timeout:.0f} s; each merchant runs "
-                    f"`ecrec-client --server {host}:{settings.listen.port} ...` with a "
-                    "registered key"
-                )
-            time.sleep(3.0)
-    console.print(f"{online} merchant node(s) online")
-
-
-def _follow_run(
-    flwr: FlowerCli,
-    superlink: Child,
-    run_id: str,
-    config: RunConfig,
-    settings: ServerSettings,
-    *,
-    start_round: int,
-    console: Console,
-    log_path: Path,
-    status_interval: float,
-) -> None:
-    """Wait for the run to finish, printing each round as the ServerApp records it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    alive = _alive_check(superlink, log_path)
-    run = RunFolder(settings.run_dir)
-    wanted = set(range(start_round, config.federation.rounds + 1))
-    if start_round == 1:
-        wanted.add(0)
-    seen: set[int] = set()
-    deadline = time.monotonic() + settings.run_timeout if settings.run_timeout else math.inf
-    status = "pending"
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} evaluations"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = progress.add_task(f"run {run_id}", total=len(wanted))
-    info: dict[str, Any] = {}
-    next_status = 0.0
-    last_mtime = 0.0
-    with progress:
-        while True:
-            alive()
-            mtime = _mtime(run.metrics_path)
-            if mtime != last_mtime:
-                with contextlib.suppress(EcrecError):  # a record being rewritten; next poll
-                    for record in run.read_metrics():
-                        number = int(record.get("round", -1))
-                        if number in wanted and number not in seen:
-                            seen.add(number)
-                            progress.advance(task)
-                            progress.console.print(format_round_line(record, k=config.evaluation.k))
-                    last_mtime = mtime
-            # `flwr ls` costs a Python start-up (~1 s of CPU, which the nodes need too):
-            # ask often only once every round is recorded and the end is near.
-            if time.monotonic() >= next_status:
-                info = _retrying(lambda: flwr.run_info(run_id), alive)
-                status = str(info.get("status", ""))
-                progress.update(task, description=f"run {run_id} ({status})")
-                if status.startswith("finished"):
-                    break
-                near_end = seen >= wanted
-                next_status = time.monotonic() + (1.0 if near_end else status_interval)
-            if time.monotonic() > deadline:
-                with contextlib.suppress(EcrecError):
-                    flwr.stop(run_id)
-                raise RunFailedError(
-                    f"run {run_id} did not finish within server.run-timeout="
-                    f"{settings.run_timeout:.0f} s; {settings.run_dir} keeps every completed "
-                    "round (continue with --resume)"
-                )
-            time.sleep(1.0)
-    records = {int(r.get("round", -1)) for r in run.read_metrics()}
-    missing = sorted(wanted - records)
-    if status != "finished:completed" or missing:
-        details = str(info.get("status-details") or "")
-        reason = f" ({details})" if details and details != "N/A" else ""
-        what = (
-            f"round {missing[0]} was not recorded" if missing else "the ServerApp did not complete"
-        )
-        failure = run.read_failure()
-        if failure:  # the ServerApp's own message; Flower's status repeats it
-            what, reason = failure, ""
-        raise RunFailedError(
-            f"run {run_id} ended as {status}{reason}: {what}; see {log_path}; "
-            f"{settings.run_dir} keeps every completed round (fix, then --resume)"
-        )
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def summary_lines(result: ServerResult, *, k: int = 10) -> list[str]:
