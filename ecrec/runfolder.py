@@ -8,6 +8,7 @@ Layout (DESIGN.md "Run folder")::
     fairness.json        the fairness audit after every round (trend) and its flags
     explanations.json    SHAP attributions (+ explanations/ with text plots and charts)
     privacy_report.*     the privacy budget report (json, md, png)
+    privacy_audit.*      the membership-inference audit (json, md), from `ecrec privacy audit`
     report.html          everything above in one self-contained page
     failure.txt          why the last launch stopped (removed when a launch starts again)
     checkpoints/
@@ -37,6 +38,7 @@ from ecrec.errors import EcrecError
 CHECKPOINTS = "checkpoints"
 FAILURE = "failure.txt"
 SERVER_STATE = "server_state.json"
+PRIVACY_AUDIT = "privacy_audit.json"
 STRATEGY_PREFIX = "__strategy__."
 
 
@@ -139,6 +141,25 @@ class RunFolder:
         from ecrec.report.privacy_report import write_privacy_report
 
         return write_privacy_report(self.path)[1]
+
+    def write_privacy_audit(self, result: Mapping[str, Any]) -> list[Path]:
+        """``privacy_audit.{json,md}`` (:func:`ecrec.privacy.audit_run.audit_run`'s result)."""
+        from ecrec.report.privacy_audit import to_markdown
+
+        json_path, md_path = self.path / PRIVACY_AUDIT, self.path / "privacy_audit.md"
+        atomic_write_json(json_path, result)
+        atomic_write_bytes(md_path, to_markdown(dict(result)).encode("utf-8"))
+        return [json_path, md_path]
+
+    def read_privacy_audit(self) -> dict[str, Any] | None:
+        """The last membership-inference audit, or None when the run has none."""
+        path = self.path / PRIVACY_AUDIT
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except json.JSONDecodeError as err:
+            raise EcrecError(f"{path}: invalid JSON: {err.msg}") from None
 
     def write_html_report(self) -> Path:
         """``report.html``: the whole run in one self-contained page."""

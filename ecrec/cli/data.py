@@ -126,8 +126,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = check_user_path(args.out, option="--out").absolute()
     check_output_dir(out, replace=args.force)
     with _status(f"synthesising {config.merchants} merchants (seed {config.seed})"):
-        marketplace = synthesize(config)
-        written = _publish(marketplace, out, replace=args.force)
+        from ecrec.cli.membership import plant_from_args
+
+        marketplace, write_membership = plant_from_args(args, synthesize(config))
+        written = _publish(marketplace, out, replace=args.force, also=write_membership)
     _summarise(marketplace, written, out)
     return 0
 
@@ -138,6 +140,7 @@ def _publish(
     *,
     replace: bool,
     before_rename: Callable[[], None] | None = None,
+    also: Callable[[Path], Any] | None = None,
 ) -> list[str]:
     """Write ``marketplace`` into a temp folder beside ``out`` and rename it into place.
 
@@ -148,6 +151,8 @@ def _publish(
 
     def write(folder: Path) -> None:
         names.extend(p.name for p in write_marketplace(marketplace, folder))
+        if also is not None:  # e.g. membership/ (ecrec.cli.membership)
+            names.extend(str(p.relative_to(folder)) for p in also(folder))
         if before_rename is not None:
             before_rename()
 
@@ -280,6 +285,9 @@ def _add_synth(data_sub: Any) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace a marketplace already in --out"
     )
+    from ecrec.cli.membership import add_audit_options
+
+    add_audit_options(parser)
     parser.set_defaults(handler=cmd_synth)
 
 

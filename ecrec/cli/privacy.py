@@ -107,6 +107,42 @@ def register(subparsers: Any) -> None:
     report.add_argument("run", metavar="RUN", help="run folder")
     report.set_defaults(handler=_report)
 
+    _register_audit(commands)
+
+
+def _register_audit(commands: Any) -> None:
+    """``privacy audit``: a membership-inference attack on a run's global ranker."""
+    audit = one_line_errors(
+        commands.add_parser(
+            "audit",
+            help="membership-inference attack on a run's global ranker (AUC, TPR at 1% FPR, "
+            "canary exposure)",
+            description=(
+                "Attack the run's global ranker: tell the audited merchant's training rows "
+                "from held-out rows of the same merchant by their loss (and by how much "
+                "training lowered it since the round-0 model), with bootstrap intervals "
+                "over shoppers, and rank its planted canaries among never-inserted codes. "
+                "Needs audit-ready data (ecrec data synth --audit-holdout F --canaries K). "
+                "Writes privacy_audit.json and .md into the run folder."
+            ),
+            epilog="example: ecrec data synth --out data/audit --merchants 2 --canaries 8 && "
+            "ecrec simulate --data data/audit --out runs/a && ecrec privacy audit runs/a",
+        )
+    )
+    audit.add_argument("run", metavar="RUN", help="run folder")
+    audit.add_argument(
+        "--round",
+        type=int,
+        metavar="R",
+        help="round whose global ranker is attacked (default: last)",
+    )
+    audit.add_argument("--fpr", type=float, default=0.01, metavar="A", help="FPR for the TPR")
+    audit.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples"
+    )
+    audit.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
+    audit.set_defaults(handler=_audit)
+
 
 def _register_init(commands: Any) -> None:
     """``privacy init``: the merchant's explicit act that starts (or re-anchors) a ledger."""
@@ -271,5 +307,33 @@ def _report(args: argparse.Namespace) -> int:
             Path(args.run), on_merchant=lambda m: status.update(f"recomputing ε for {m}...")
         )
     sys.stdout.write(to_markdown(report))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ecrec.errors import ConfigError
+    from ecrec.privacy.audit_run import audit_run
+    from ecrec.report.privacy_audit import to_markdown
+    from ecrec.runfolder import RunFolder
+
+    if not 0 <= args.fpr < 1:
+        raise ConfigError(f"--fpr must be in [0, 1), got {args.fpr}")
+    if args.bootstrap < 1:
+        raise ConfigError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    console = Console(stderr=True)
+    with console.status("loading the run...") as status:
+        result = audit_run(
+            Path(args.run),
+            server_round=args.round,
+            device=args.device,
+            fpr=args.fpr,
+            n_bootstrap=args.bootstrap,
+            on_status=status.update,
+        )
+    paths = RunFolder(args.run).write_privacy_audit(result)
+    sys.stdout.write(to_markdown(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return 0
