@@ -1,22 +1,5 @@
-"""TLS certificates and SuperNode keys for a deployment (no Flower import).
-
-Two independent trust mechanisms protect a deployment, and this module makes
-the files for both:
-
-* **TLS** (server authenticity, encryption): a private CA signs the server's
-  certificate; every merchant gets only ``ca.crt`` and so talks to the real
-  server and nobody else.
-* **Node authentication** (who may join): each merchant node has an EC key
-  pair. The server operator registers the *public* key; the private key never
-  leaves the merchant. Flower's SuperNode reads the private key in OpenSSH
-  format and ``flwr supernode register`` takes the public key in OpenSSH
-  format on a NIST curve, so both are written that way (P-384, as Flower's
-  docs use).
-
-Private keys are created with mode 0600 and existing files are never
-overwritten unless asked, so a re-run cannot silently replace a CA that
-merchants already trust.
-"""
+"""Making the files: a private CA, the server's TLS certificate, SuperNode key pairs,
+written 0600 where private and never over an existing file unless forced."""
 
 from __future__ import annotations
 
@@ -24,45 +7,25 @@ import datetime as dt
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ecrec.errors import EcrecError
-
-DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
-CA_CERT, CA_KEY = "ca.crt", "ca.key"
-SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
-NODE_PRIVATE_SUFFIX, NODE_PUBLIC_SUFFIX = ".key", ".pub"
-#: Curves ``flwr supernode register`` accepts (NIST); P-384 is what we make.
-NIST_CURVES = ("secp256r1", "secp384r1", "secp521r1")
-#: The CA outlives server certificates, so a server cert can be renewed without
-#: redistributing ``ca.crt`` to every merchant.
-CA_DAYS = 3650
-
-
-class CertsError(EcrecError):
-    """A certificate or key file is missing, unreadable or of the wrong kind."""
-
-
-@dataclass
-class CertBundle:
-    """The files one ``ecrec certs`` run wrote (for the summary and for tests)."""
-
-    ca_cert: Path
-    ca_key: Path
-    server_cert: Path
-    server_key: Path
-    hosts: tuple[str, ...]
-    nodes: list[tuple[Path, Path]] = field(default_factory=list)  # (private, public)
-
-
-# --------------------------------------------------------------------------- writing
+from ecrec.certs.files import (
+    CA_CERT,
+    CA_DAYS,
+    CA_KEY,
+    DEFAULT_HOSTS,
+    NODE_PRIVATE_SUFFIX,
+    NODE_PUBLIC_SUFFIX,
+    SERVER_CERT,
+    SERVER_KEY,
+    CertBundle,
+    CertsError,
+)
 
 
 def _write_file(path: Path, data: bytes, *, private: bool, force: bool) -> None:
@@ -292,120 +255,3 @@ def write_certs(
     for i in range(1, nodes + 1):
         write_node_key(out / f"node-{i}", force=force)
     return bundle
-
-
-# --------------------------------------------------------------------------- checking
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CertsError(f"{path}: {what} not found") from None
-    except OSError as err:
-        raise CertsError(f"{path}: cannot read {what}: {err.strerror or err}") from None
-
-
-def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
-    """A PEM certificate, or a one-line error naming the file."""
-    try:
-        return x509.load_pem_x509_certificate(_read(path, what))
-    except ValueError:
-        raise CertsError(f"{path}: not a PEM {what}") from None
-
-
-def check_ca_cert(path: Path) -> x509.Certificate:
-    """The CA certificate a node trusts (a CA, so a server cert given by mistake is caught)."""
-    cert = load_certificate(path, "CA certificate")
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
-        raise CertsError(f"{path}: not a CA certificate (give the CA's ca.crt, not server.crt)")
-    return cert
-
-
-def check_private_key_file(path: Path, what: str) -> None:
-    """A PEM private key that exists and is readable (TLS server key)."""
-    try:
-        serialization.load_pem_private_key(_read(path, what), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise CertsError(f"{path}: not an unencrypted PEM {what}") from None
-
-
-def check_node_private_key(path: Path) -> None:
-    """The node's OpenSSH EC private key, as ``flower-supernode`` will load it."""
-    try:
-        key = serialization.load_ssh_private_key(_read(path, "node private key"), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise CertsError(
-            f"{path}: not an unencrypted OpenSSH private key (make one with "
-            "`ecrec certs node-key --out PREFIX`)"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CertsError(f"{path}: node keys must be EC (NIST P-256/384/521), not {key_kind(key)}")
-
-
-def check_node_public_key(path: Path) -> str:
-    """The node's OpenSSH EC public key, as ``flwr supernode register`` will load it."""
-    data = _read(path, "node public key")
-    try:
-        key = serialization.load_ssh_public_key(data.strip())
-    except (ValueError, UnsupportedAlgorithm):
-        raise CertsError(f"{path}: not an OpenSSH public key line") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in NIST_CURVES:
-        raise CertsError(f"{path}: node keys must be EC on a NIST curve (P-256/384/521)")
-    return data.decode("ascii", "replace").strip()
-
-
-def key_kind(key: object) -> str:
-    return type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-
-
-def verify_server_cert(server_cert: Path, ca_cert: Path) -> x509.Certificate:
-    """Check that the CA signed the server certificate (catches mixed-up bundles)."""
-    server = load_certificate(server_cert, "server certificate")
-    ca = check_ca_cert(ca_cert)
-    public = ca.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise CertsError(f"{ca_cert}: expected an EC CA key")
-    hash_algorithm = server.signature_hash_algorithm
-    if hash_algorithm is None:
-        raise CertsError(f"{server_cert}: unsupported signature algorithm")
-    try:
-        public.verify(server.signature, server.tbs_certificate_bytes, ec.ECDSA(hash_algorithm))
-    except InvalidSignature:
-        raise CertsError(f"{server_cert}: was not signed by the CA in {ca_cert}") from None
-    return server
-
-
-def server_cert_hosts(cert: x509.Certificate) -> list[str]:
-    """The host names and IP addresses a server certificate is valid for."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [*san.get_values_for_type(x509.DNSName)] + [
-        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
-    ]
-
-
-__all__ = [
-    "DEFAULT_HOSTS",
-    "CertBundle",
-    "CertsError",
-    "check_ca_cert",
-    "check_node_private_key",
-    "check_node_public_key",
-    "check_private_key_file",
-    "load_certificate",
-    "make_ca",
-    "make_node_key",
-    "make_server_cert",
-    "node_key_paths",
-    "server_cert_hosts",
-    "verify_server_cert",
-    "write_certs",
-    "write_node_key",
-]
