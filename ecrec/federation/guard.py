@@ -44,7 +44,6 @@ import hashlib
 import importlib
 import io
 import os
-import shlex
 import sys
 import tomllib
 import zipfile
@@ -56,24 +55,15 @@ from typing import Any
 
 from ecrec.errors import EcrecError
 from ecrec.federation.client import CLIENT_COMPONENT
-
-#: Every line the guard prints starts with this (``ecrec-client`` shows these lines).
-GUARD_PREFIX = "ecrec-node-guard"
-#: The node journal the guard records refusals in (set by ``ecrec-client``).
-JOURNAL_ENV = "ECREC_NODE_JOURNAL"
-#: Comma-separated FAB SHA-256 pins (``ecrec-client --trusted-fab-sha256``); empty: no pins.
-TRUSTED_FAB_ENV = "ECREC_TRUSTED_FAB_SHA256"
-#: The command Flower's SuperExec starts for a ClientApp task, which the guard replaces.
-GUARDED_COMMAND = "flwr-clientapp"
-#: The other task commands of Flower 1.42's SuperExec (``TASK_TYPE_TO_COMMAND``); a
-#: merchant node runs none of them (a test keeps this list equal to Flower's).
-REFUSED_COMMANDS = (
-    "flwr-agentapp",
-    "flwr-connector",
-    "flwr-model",
-    "flwr-serverapp",
-    "flwr-simulation",
+from ecrec.federation.guard_names import (
+    GUARD_PREFIX,
+    GUARDED_COMMAND,
+    JOURNAL_ENV,
+    REFUSED_COMMANDS,
+    TRUSTED_FAB_ENV,
 )
+from ecrec.federation.task_shims import refuse_task, write_task_shims
+
 #: Flower's runtime-dependency flag: it would ``uv sync`` the FAB's dependencies.
 _DEPENDENCY_FLAG = "--allow-runtime-dependency-installation"
 #: A FAB's pyproject.toml is a few KiB; a bigger one is not read (decompression bomb).
@@ -344,38 +334,6 @@ def run_guarded(argv: Sequence[str], *, environ: dict[str, str] | None = None) -
     args = [a for a in argv if a != _DEPENDENCY_FLAG]
     sys.argv = [GUARDED_COMMAND, *args]
     flwr_clientapp()
-
-
-def refuse_task(command: str) -> int:
-    """What a non-ClientApp task command does on a merchant node: refuse, say so, exit 1."""
-    journal = os.environ.get(JOURNAL_ENV)
-    reason = f"{command} tasks never run on a merchant node"
-    if journal:
-        from ecrec.node.journal import NodeJournal
-
-        NodeJournal(journal).append("refused", task=command, reason=reason)
-    print(f"{GUARD_PREFIX}: refused task: {reason}", file=sys.stderr, flush=True)
-    return 1
-
-
-def write_task_shims(folder: Path, *, python: str | None = None) -> Path:
-    """A private ``bin`` folder: ``flwr-clientapp`` runs the guard, other task commands refuse.
-
-    Put first on the SuperExec's ``PATH`` (Flower starts task commands by name). Each
-    shim execs this interpreter with ``-I`` (isolated: no current folder or
-    ``PYTHONPATH`` on ``sys.path``, so nothing beside the task can shadow the installed
-    packages) and ``-u`` (unbuffered, so refusals reach the log at once).
-    """
-    python = python or sys.executable
-    folder.mkdir(parents=True, exist_ok=True)
-    runner = f"exec {shlex.quote(python)} -I -u -m ecrec.federation.guard"
-    scripts = {GUARDED_COMMAND: f'{runner} "$@"\n'}
-    scripts.update({name: f'{runner} --refuse-task {name} "$@"\n' for name in REFUSED_COMMANDS})
-    for name, body in scripts.items():
-        path = folder / name
-        path.write_text("#!/bin/sh\n" + body, encoding="utf-8")
-        path.chmod(0o755)
-    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
