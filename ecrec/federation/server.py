@@ -56,6 +56,7 @@ from ecrec.federation.protocol import (
     Decline,
     parse_decline,
 )
+from ecrec.federation.screening import screen_updates
 from ecrec.pipeline import RoundPipeline
 from ecrec.runfolder import RunFolder
 
@@ -82,6 +83,7 @@ class RoundLog:
     trained: dict[str, dict[str, Any]] = field(default_factory=dict)  # merchant -> disclosed
     declines: list[Decline] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # failures that were not declines
+    rejected: dict[str, str] = field(default_factory=dict)  # plain mode: dropped updates
     contributors: set[int] = field(default_factory=set)  # nodes whose update arrived
     bytes_up: int = 0
     bytes_down: int = 0
@@ -100,6 +102,7 @@ class RoundLog:
             "declined": sorted(self.declined_by()),
             "decline_reasons": self.declined_by(),
             "failures": len(self.errors),
+            "rejected": dict(self.rejected),
             "skipped": self.skipped,
             "epsilon": {
                 m: d.get("epsilon-spent") for m, d in self.trained.items() if "epsilon-spent" in d
@@ -205,47 +208,6 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
 # --------------------------------------------------------------------------- strategy
 
 
-def screen_updates(
-    results: list[tuple[ClientProxy, FitRes]], *, reference: list[np.ndarray]
-) -> tuple[list[tuple[ClientProxy, FitRes]], list[str]]:
-    """Plain mode only: drop updates that are non-finite, mis-shaped or far larger than
-    the others (what SecAgg+ would hide from the server, it can check in the clear).
-
-    Returns the kept results and one reason per dropped update, naming the merchant.
-    """
-    kept, dropped = [], []
-    norms: list[float] = []
-    for proxy, res in results:
-        who = str(res.metrics.get("merchant", proxy.node_id))
-        arrays = parameters_to_ndarrays(res.parameters)
-        shapes = [a.shape for a in arrays]
-        expected = [r.shape for r in reference]
-        if shapes != expected:
-            dropped.append(f"{who}: update has shapes {shapes[:2]}..., expected {expected[:2]}...")
-            continue
-        if not all(np.all(np.isfinite(a)) for a in arrays):
-            dropped.append(f"{who}: update has non-finite values")
-            continue
-        delta = np.sqrt(
-            sum(float(np.sum((a - r) ** 2)) for a, r in zip(arrays, reference, strict=True))
-        )
-        norms.append(delta)
-        kept.append((proxy, res, delta, who))
-    if len(kept) >= 3:
-        median = float(np.median([d for *_, d, _ in kept]))
-        bound = 10.0 * median if median > 0 else np.inf
-        final = []
-        for proxy, res, delta, who in kept:
-            if delta > bound:
-                dropped.append(
-                    f"{who}: update norm {delta:.4g} is over 10x the median {median:.4g}"
-                )
-            else:
-                final.append((proxy, res))
-        return final, dropped
-    return [(p, r) for p, r, *_ in kept], dropped
-
-
 def make_strategy(
     config: RunConfig,
     *,
@@ -270,8 +232,14 @@ def make_strategy(
             round_log = rounds[server_round]
             if not fed.secagg:
                 reference = parameters_to_ndarrays(self._current_parameters)
-                results, dropped = screen_updates(results, reference=reference)
+                results, dropped = screen_updates(
+                    results,
+                    reference=reference,
+                    weighting=fed.weighting,
+                    max_weight=fed.max_weight,
+                )
                 round_log.errors.extend(f"rejected {d}" for d in dropped)
+                round_log.rejected.update((d.merchant, d.reason) for d in dropped)
             for proxy, res in results:
                 merchant = str(res.metrics.get("merchant", proxy.node_id))
                 round_log.trained[merchant] = dict(res.metrics)
