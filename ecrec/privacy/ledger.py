@@ -26,27 +26,23 @@ from the ledger (and out of the ledger's backups), and guard the key file.
 from __future__ import annotations
 
 import copy
-import math
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecrec.data.schema import SAFE_NAME_RULE, is_safe_name, short_repr
-from ecrec.errors import BudgetExceededError, LedgerExistsError, PrivacyError
+from ecrec.errors import BudgetExceededError, PrivacyError
 from ecrec.privacy.accounting import (
-    ACCOUNTANTS,
     Accountant,
     RoundSpend,
     epsilon_for_history,
     epsilon_trajectory,
 )
 from ecrec.privacy.anchor import ledger_lock
+from ecrec.privacy.ledger_acts import _check_budget, create_ledger, reanchor_ledger
 from ecrec.privacy.ledger_codec import (
     LedgerKeys,
-    create_key_file,
     derive_keys,
     ledger_corrupt,
     read_key_file,
@@ -57,7 +53,6 @@ from ecrec.privacy.ledger_payload import (
     VerifiedPayload,
     extended_by,
     is_int,
-    is_number,
     new_entry,
     now,
 )
@@ -101,12 +96,6 @@ def _round_check(state: VerifiedPayload, spend: RoundSpend) -> RoundCheck:
     return RoundCheck(False, before, after, budget, reason)
 
 
-def _check_budget(budget_epsilon: Any) -> float:
-    if not (is_number(budget_epsilon) and math.isfinite(budget_epsilon) and budget_epsilon > 0):
-        raise PrivacyError(f"budget_epsilon must be a finite number > 0, got {budget_epsilon!r}")
-    return float(budget_epsilon)
-
-
 class PrivacyLedger:
     """A merchant node's privacy spend, persisted, sealed and anchored (fail closed).
 
@@ -143,44 +132,17 @@ class PrivacyLedger:
         already exists. Creates ``key_file`` (32 random bytes, mode 0600, parent
         folders) when it does not exist, else uses it.
         """
-        paths = LedgerPaths.resolve(path, key_file, anchor_path)
-        if not is_safe_name(merchant_id):  # the id a node's data carries, and a file name
-            raise PrivacyError(
-                f"merchant_id {short_repr(merchant_id)} is not a merchant id ({SAFE_NAME_RULE})"
-            )
-        budget = _check_budget(budget_epsilon)
-        if not (is_number(delta) and 0 < delta < 1):
-            raise PrivacyError(f"delta must be in (0, 1), got {delta!r}")
-        if accountant not in ACCOUNTANTS:
-            choices = ", ".join(ACCOUNTANTS)
-            raise PrivacyError(f"accountant must be one of {choices}, got {accountant!r}")
-        if unit not in PRIVACY_UNITS:
-            raise PrivacyError(f"unit must be one of {', '.join(PRIVACY_UNITS)}, got {unit!r}")
-        paths.refuse_existing()
-        secret = read_key_file(paths.key_file) if os.path.lexists(paths.key_file) else None
-        try:
-            paths.ledger.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise PrivacyError(f"cannot create the folder of ledger {paths.ledger}: {err}") from err
-        with ledger_lock(paths.ledger, exclusive=True):
-            paths.refuse_existing()  # again, now that no other writer can create it
-            keys = derive_keys(secret if secret is not None else create_key_file(paths.key_file))
-            payload = {
-                "ledger_id": secrets.token_hex(16),
-                "seq": 1,
-                "merchant_id": merchant_id,
-                "budget_epsilon": budget,
-                "delta": float(delta),
-                "accountant": accountant,
-                "unit": unit,
-                "created_at": now(),
-                "entries": [],
-                "budget_changes": [],
-                "reanchors": [],
-            }
-            state = VerifiedPayload(payload=payload, history=[], spent=0.0)
-            written = write_ledger(paths, keys, state, encrypt=bool(encrypt))
-            advance_anchor(paths, keys, written)
+        paths, keys, written = create_ledger(
+            path,
+            merchant_id=merchant_id,
+            budget_epsilon=budget_epsilon,
+            delta=delta,
+            accountant=accountant,
+            unit=unit,
+            key_file=key_file,
+            anchor_path=anchor_path,
+            encrypt=encrypt,
+        )
         return cls(paths=paths, keys=keys, snapshot=written)
 
     @classmethod
@@ -199,24 +161,9 @@ class PrivacyLedger:
         ledger over a newer anchor forgets spend, so that takes deleting the
         anchor by hand first. Logged in the payload's ``reanchors``.
         """
-        paths = LedgerPaths.resolve(path, key_file, anchor_path)
-        paths.require_ledger()
-        keys = derive_keys(read_key_file(paths.key_file))
-        with ledger_lock(paths.ledger, exclusive=True):
-            if os.path.lexists(paths.anchor):
-                raise LedgerExistsError(
-                    f"ledger anchor {paths.anchor} exists; re-anchoring is only for a lost anchor "
-                    "(to accept this ledger over it, forgetting any later spend, delete the "
-                    "anchor yourself first)"
-                )
-            current = read_ledger(paths, keys)
-            check_merchant(paths, current, merchant_id)
-            payload = copy.deepcopy(current.state.payload)
-            payload["seq"] += 1
-            payload["reanchors"].append({"seq": payload["seq"], "at": now()})
-            state = VerifiedPayload(payload, current.state.history, current.state.spent)
-            written = write_ledger(paths, keys, state, encrypt=current.encrypted)
-            advance_anchor(paths, keys, written)
+        paths, keys, written = reanchor_ledger(
+            path, key_file=key_file, merchant_id=merchant_id, anchor_path=anchor_path
+        )
         return cls(paths=paths, keys=keys, snapshot=written)
 
     # --------------------------------------------------------------- opening
