@@ -16,6 +16,7 @@ from ecrec.errors import EcrecError
 from ecrec.report import plots
 from ecrec.report.fairness_section import _fairness_section
 from ecrec.report.markup import _fmt, _img, _read_json, _table
+from ecrec.report.privacy_audit import html_section as privacy_audit_section
 from ecrec.report.privacy_report import REPORT_JSON, write_privacy_report
 from ecrec.runfolder import RunFolder, atomic_write_bytes
 
@@ -205,6 +206,7 @@ def build_report(run_dir: Path) -> str:
         _metrics_section(records, k),
         _privacy_section(privacy),
         _fairness_section(_read_json(run_dir / "fairness.json")),
+        privacy_audit_section(run_dir),
         _explanations_section(run_dir),
         f"<h2 id='config'>Resolved configuration</h2><pre>{html.escape(config_text)}</pre>",
     ]

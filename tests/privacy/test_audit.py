@@ -327,3 +327,31 @@ def test_audit_finds_a_model_that_trained_only_on_the_members(capsys, tmp_path, 
         > result["canaries"]["reference"]["mean_exposure"]
     )
     assert "loss threshold" in (run / "privacy_audit.md").read_text()
+
+
+def test_the_report_shows_an_audit_only_when_the_run_has_one(tmp_path):
+    from ecrec.report.privacy_audit import html_section, to_markdown
+    from ecrec.runfolder import RunFolder
+
+    assert html_section(tmp_path) == ""
+    rng = np.random.default_rng(0)
+    is_member = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    signal = rng.normal(size=100) + is_member
+    attack = attack_summary(signal, is_member, n_bootstrap=100)
+    canaries = exposure_summary(np.full(3, 9.0), [rng.normal(size=19) for _ in range(3)])
+    result = {
+        "round": 3, "reference_round": 0, "merchant": "m00", "merchant_trained_rounds": [1, 2, 3],
+        "dp": True, "unit": "user", "targets": "graded", "members": 50, "non_members": 50,
+        "privacy": {"epsilon": 7.99, "accountant": "pld", "delta": 1e-5, "unit": "user",
+                    "noise_multipliers": [1.25]},
+        "mean_loss": {"members": 0.5, "non_members": 0.6},
+        "attacks": {"loss": attack, "calibrated": attack},
+        "canaries": {"final": canaries, "reference": canaries},
+    }  # fmt: skip
+    paths = RunFolder(tmp_path).write_privacy_audit(result)
+    section = html_section(tmp_path)
+    assert "Empirical privacy audit" in section and f"{attack['auc']:.3f}" in section
+    assert "ε = 7.990 (pld, δ = 1e-05, per user), σ = 1.25" in section
+    markdown = paths[1].read_text()
+    assert markdown == to_markdown(result) and "| loss threshold |" in markdown
+    assert f"{math.log2(20):.2f} bits" in markdown  # the canaries' maximum exposure
