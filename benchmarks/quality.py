@@ -1,49 +1,49 @@
-"""Ranking quality of federated DP fine-tuning against the baselines that matter.
+"""Ranking quality on real search data, against the baselines a merchant already has.
 
-The question a merchant asks is: is joining the federation under DP better
-than the ranker I could get alone, and how much does privacy cost against
-pooling everyone's data (which nobody may do)? So on one marketplace, with the
-same seeds and the same number of samples seen, this scores on the pooled
-validation shard (NDCG@10, MRR@10, AUC):
+``python -m benchmarks.quality --data ../shared/data/homedepot/pairs.csv`` samples
+``--queries`` queries of the Home Depot file (real queries, human relevance ratings; the
+file is read in place and never copied into the project), and for each ``--seeds`` seed
+imports them with ``ecrec data import`` (Dirichlet split by category into ``--merchants``
+merchants, 20% of each merchant's queries held out as the pooled validation shard), then
+scores on that validation shard:
 
-a. zero-shot MiniLM as a bi-encoder (cosine of attention-mask-aware mean-pooled
-   query and product embeddings: how all-MiniLM-L6-v2 is meant to be used);
-b. the untrained cross-encoder (fresh LoRA, random head);
-c. each merchant alone under DP at ε=8, with exactly the rounds × steps it
-   would take in the federation (and the mean over merchants);
-d. centralised non-private LoRA on all merchants' rows pooled, for
-   rounds × (sum of merchants' steps) at the same batch size;
-e. federated non-private;
-f. federated with DP at each ε of ``--epsilons``;
-g. FFA-LoRA against LoRA under DP at ε=1 and ε=8.
+* baselines: random scores, character TF-IDF (query vs title), BM25, the zero-shot
+  bi-encoder (MiniLM cosine: the hybrid ranker's round 0), the untrained cross-encoder;
+* each merchant alone under DP at ε = 8 (the ranker it could train by itself, the same
+  rounds x steps it takes in the federation; the mean and the best merchant);
+* centralised non-private training on all merchants' rows pooled (what nobody may do);
+* federated non-private, and federated DP at each ``--epsilons`` ε: these run
+  ``ecrec simulate`` (``ecrec.federation.simulation.simulate``): the production Flower
+  apps, merchant nodes with their policy and sealed ledgers, SecAgg+.
 
-Federated runs use an in-process FedAvg loop: each round every merchant starts
-from the global adapter, runs ``train_local`` exactly as ``ecrec.node`` does
-(with a distinct, repeatable sampling/noise seed per merchant and round, where
-real nodes draw fresh entropy), and the new global adapter is the
-example-weighted mean of their adapter states. That mean is what SecAgg+
-computes; the federation tests prove the SecAgg+ aggregate equals it within
-1e-4. DP noise per merchant is calibrated as the node does it:
-σ = noise_multiplier_for_target(ε, δ=1e-5, q = batch / rows, steps = rounds × steps).
+Each row reports NDCG@10, its lift over random, MRR@10 and AUC (means over seeds) with a
+95% bootstrap CI over validation queries (queries resampled within each seed, the
+seeds' means averaged per replicate), wall time, and for the federated DP ranker at ε = 8
+the paired difference to every baseline with its CI (same resampled queries for both).
+DP noise on every node comes from the OS CSPRNG (nodes refuse server seeds), so a seed
+fixes the split and the initial weights, not the noise.
 
-Targets printed with PASS/MISS: federated DP at ε=8 reaches at least 0.95× the
-centralised non-private NDCG@10, beats the mean local-only merchant, and beats
-the zero-shot bi-encoder.
+``--quick``: 300 queries, one seed, ε = 8 only (a few minutes on 2 cores).
+Without ``--data``: the synthetic marketplace of the embedded default config.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 import time
-import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.common import (
     console,
@@ -51,592 +51,474 @@ from benchmarks.common import (
     fmt,
     print_saved,
     progress,
-    quiet_transformers,
     result_header,
     setup_environment,
     table,
     verdict,
     write_results,
 )
+from benchmarks.synth_difficulty import bm25_scores, char_tfidf_scores
+from ecrec.model.hybrid import EMBEDDING_CACHE_ENV
 
-TARGET_CENTRALISED_FRACTION = 0.95
 REFERENCE_EPSILON = 8.0
-FFA_EPSILONS: tuple[float, ...] = (1.0, 8.0)
+TARGET_CENTRALISED_FRACTION = 0.95
+K = 10
 
 
 @dataclass(frozen=True)
 class QualitySettings:
     """Everything that decides the numbers (all of it goes into the results file)."""
 
-    model: str = "minilm"
     data: str = ""
-    merchants: int = 3
-    queries_per_merchant: int = 40
-    candidates_per_query: int = 10
-    validation_queries: int = 40
-    seed: int = 0
-    rounds: int = 3
-    steps: int = 12
-    batch: int = 32
-    length: int = 64
-    learning_rate: float = 3e-3
-    grad_sample_mode: str = "hooks"
-    delta: float = 1e-5
+    queries: int = 900
+    merchants: int = 6
+    alpha: float = 0.5
+    validation_fraction: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
     epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)
-    k: int = 10
-    device: str = "cpu"
-    bi_encoder_length: int = 128
+    bootstrap: int = 500
+    cross_encoder: bool = True
+    base_model: str = "minilm"
+    rounds: int = 0  # 0: the embedded default config's
     quick: bool = False
 
 
-QUICK: dict[str, Any] = dict(
-    model="tiny",
-    merchants=3,
-    queries_per_merchant=12,
-    candidates_per_query=6,
-    validation_queries=10,
-    rounds=2,
-    steps=2,
-    batch=16,
-    length=32,
-)
+# --------------------------------------------------------------------------- data
 
 
-# --------------------------------------------------------------------------- #
-# Data and scoring
-# --------------------------------------------------------------------------- #
-
-
-def load_marketplace(settings: QualitySettings) -> tuple[dict[str, Any], Any]:
-    """Merchants' frames and the pooled validation shard (synthetic or a data folder)."""
-    if settings.data:
-        from ecrec.data.io import load_data_dir
-
-        return load_data_dir(settings.data)
-    from ecrec.data.synth import SynthConfig, synthesize
-
-    market = synthesize(
-        SynthConfig(
-            merchants=settings.merchants,
-            queries_per_merchant=settings.queries_per_merchant,
-            candidates_per_query=settings.candidates_per_query,
-            validation_queries=settings.validation_queries,
-            seed=settings.seed,
-        )
+def prepare_seed(settings: QualitySettings, seed: int, work: Path) -> Path:
+    """The marketplace folder of one seed: imported real data, or the synthetic default."""
+    folder = work / f"data-seed{seed}"
+    if (folder / "manifest.json").is_file():
+        return folder
+    if not settings.data:
+        command = ["data", "synth", "--out", str(folder), "--seed", str(seed)]
+    else:
+        source = Path(settings.data)
+        if source.is_dir():
+            return source
+        sample = work / "sample.csv"
+        if not sample.is_file():
+            frame = pd.read_csv(source)
+            queries = frame["query"].drop_duplicates().sample(frac=1.0, random_state=0)
+            frame[frame["query"].isin(set(queries[: settings.queries]))].to_csv(sample, index=False)
+        command = [
+            "data", "import", "--format", "csv", str(sample), "--out", str(folder),
+            "--dirichlet-by", "category", "--merchants", str(settings.merchants),
+            "--alpha", str(settings.alpha), "--seed", str(seed),
+            "--validation-fraction", str(settings.validation_fraction),
+        ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "ecrec", *command], capture_output=True, text=True, check=False
     )
-    return dict(market.merchants), market.validation
+    if done.returncode != 0:
+        raise SystemExit(f"ecrec {' '.join(command[:2])} failed: {done.stderr.strip()[-400:]}")
+    return folder
 
 
-class Evaluator:
-    """Scores go in, NDCG@k / MRR@k / AUC on the pooled validation shard come out."""
+def read_market(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    from ecrec.data.io import read_impressions
 
-    def __init__(self, validation: Any, *, k: int) -> None:
-        from ecrec.data.schema import ranker_documents
-
-        self.frame = validation.reset_index(drop=True)
-        self.k = k
-        self.queries = self.frame["query"].astype(str).tolist()
-        self.documents = ranker_documents(self.frame)
-        self.relevance = (
-            self.frame["relevance"].to_numpy() if "relevance" in self.frame.columns else None
-        )
-
-    def metrics(self, scores: np.ndarray) -> dict[str, float]:
-        from ecrec.metrics.ranking import ranking_metrics
-
-        m = ranking_metrics(
-            query_ids=self.frame["query_id"].to_numpy(),
-            labels=self.frame["label"].to_numpy(),
-            scores=np.asarray(scores, dtype=np.float64),
-            relevance=self.relevance,
-            k=self.k,
-        )
-        return {
-            f"ndcg@{self.k}": m[f"ndcg@{self.k}"],
-            f"mrr@{self.k}": m[f"mrr@{self.k}"],
-            "auc": m["auc"],
-        }
-
-    def score_ranker(self, ranker: Any) -> dict[str, float]:
-        return self.metrics(ranker.score(self.queries, self.documents, batch_size=64))
+    merchants = {
+        p.stem.removeprefix("merchant_"): read_impressions(p)
+        for p in sorted(folder.glob("merchant_*.parquet"))
+    }
+    return merchants, read_impressions(folder / "validation.parquet")
 
 
-def mean_pooled(model: Any, tokenizer: Any, texts: list[str], *, length: int) -> np.ndarray:
-    """Attention-mask-aware mean of the last hidden states (padding excluded)."""
-    import torch
-
-    out = []
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        for start in range(0, len(texts), 64):
-            enc = tokenizer(
-                texts[start : start + 64],
-                padding=True,
-                truncation=True,
-                max_length=length,
-                return_tensors="pt",
-            ).to(device)
-            hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(pooled.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+# --------------------------------------------------------------------------- training
 
 
-def bi_encoder_scores(evaluator: Evaluator, *, length: int, device: str) -> np.ndarray:
-    """Zero-shot all-MiniLM-L6-v2: cosine(mean-pool(query), mean-pool(product))."""
-    from transformers import AutoModel, AutoTokenizer
+def base_config(settings: QualitySettings, data_dir: Path) -> Any:
+    """The embedded default config (the product's defaults) on this marketplace."""
+    from ecrec.config import load_config
 
-    from ecrec.model.ranker import minilm_path
-
-    path = minilm_path()
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
-    unique_queries = sorted(set(evaluator.queries))
-    q_emb = mean_pooled(model, tokenizer, unique_queries, length=length)
-    q_index = {q: i for i, q in enumerate(unique_queries)}
-    d_emb = mean_pooled(model, tokenizer, evaluator.documents, length=length)
-    q = q_emb[[q_index[x] for x in evaluator.queries]]
-    q /= np.linalg.norm(q, axis=1, keepdims=True).clip(min=1e-12)
-    d = d_emb / np.linalg.norm(d_emb, axis=1, keepdims=True).clip(min=1e-12)
-    return np.sum(q * d, axis=1)
+    config = load_config(None).replace("data", dir=str(data_dir))
+    config = config.replace("model", base_model=settings.base_model)
+    if settings.rounds:
+        config = config.replace("federation", rounds=settings.rounds)
+    # Explanations and the HTML page do not change a single score; they only cost time.
+    return config.replace("report", explain=False, html=False)
 
 
-# --------------------------------------------------------------------------- #
-# Training recipes
-# --------------------------------------------------------------------------- #
+def federated_state(config: Any, *, out: Path, private: bool) -> dict[str, np.ndarray]:
+    """Run ``ecrec simulate`` (production apps, nodes, ledgers, SecAgg+) and return the
+    final global adapter."""
+    from ecrec.federation.simulation import simulate
+    from ecrec.node.policy import NodePolicy
+    from ecrec.run_context import checkpoint_round
+    from ecrec.runfolder import RunFolder
+
+    policy = NodePolicy(
+        allow_non_private=not private,
+        budget_epsilon=max(config.privacy.budget_epsilon, NodePolicy().budget_epsilon),
+    )
+    if not private:
+        config = config.replace("train", dp=False)
+    quiet = _quiet_console()
+    simulate(config, out=out, node_policy=policy, console=quiet)
+    return RunFolder(out).load_checkpoint(checkpoint_round(out))
+
+
+def _quiet_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=True)
+
+
+def local_state(
+    ranker: Any, frame: pd.DataFrame, config: Any, initial: dict[str, np.ndarray], *,
+    private: bool, steps: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Train alone (in process): the same ``train_local`` a node runs, σ calibrated as the
+    node calibrates it for the whole plan."""
+    from ecrec.node.policy import NodePolicy
+    from ecrec.privacy.accounting import noise_multiplier_for_target
+    from ecrec.train.local import dp_units, plan_round, train_local
+
+    train = dataclasses.replace(config.train, local_steps=steps, dp=private)
+    ranker.load_adapter_state(initial)
+    sigma = None
+    if private:
+        units = dp_units(frame, unit="row").n_units
+        rate, _ = plan_round(units, train)
+        sigma = max(
+            noise_multiplier_for_target(
+                target_epsilon=REFERENCE_EPSILON, delta=config.privacy.delta,
+                sample_rate=rate, steps=steps, accountant=config.privacy.accountant,
+            ),
+            NodePolicy().min_noise_multiplier,
+        )  # fmt: skip
+    train_local(ranker, frame, config=train, noise_multiplier=sigma)
+    return ranker.adapter_state()
+
+
+# --------------------------------------------------------------------------- scoring
 
 
 @dataclass
-class RunOutcome:
-    """One trained (or untrained) model's scores and what it took to get there."""
+class SeedScores:
+    """Every method's scores of one seed's validation rows."""
 
-    name: str
-    group: str
-    metrics: dict[str, float]
-    seconds: float
-    samples: float = 0.0
-    steps: int = 0
-    dp: bool = False
-    epsilon: float | None = None
-    ffa: bool = False
-    sigma: dict[str, float] = field(default_factory=dict)
-    detail: dict[str, Any] = field(default_factory=dict)
+    validation: pd.DataFrame
+    scores: dict[str, np.ndarray]
+    seconds: dict[str, float]
 
 
-class Lab:
-    """Holds the merchants, evaluator and rankers; every run starts from the same init."""
+def _queries(validation: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
+    codes, _ = pd.factorize(validation["query_id"])
+    rows = [np.flatnonzero(codes == q) for q in range(codes.max() + 1)]
+    return codes, rows
 
-    def __init__(
-        self, settings: QualitySettings, merchants: dict[str, Any], validation: Any
-    ) -> None:
-        self.settings = settings
-        self.merchants = merchants
-        self.evaluator = Evaluator(validation, k=settings.k)
-        self._rankers: dict[bool, tuple[Any, dict[str, np.ndarray]]] = {}
 
-    def ranker(self, *, ffa: bool) -> tuple[Any, dict[str, np.ndarray]]:
-        """The (LoRA or FFA-LoRA) ranker and its initial adapter state, built once."""
-        if ffa not in self._rankers:
-            from ecrec.model.ranker import RankerConfig, build_ranker
+def per_query(validation: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    from ecrec.metrics.ranking import per_query_metrics
 
-            config = RankerConfig(
-                base_model=self.settings.model, max_length=self.settings.length, ffa=ffa, seed=0
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ranker = build_ranker(config, device=self.settings.device)
-            self._rankers[ffa] = (ranker, ranker.adapter_state())
-        return self._rankers[ffa]
+    return per_query_metrics(
+        query_ids=validation["query_id"], labels=validation["label"], scores=scores,
+        relevance=validation["relevance"], k=K,
+    )  # fmt: skip
 
-    def train_config(self, *, dp: bool, steps: int) -> Any:
-        from ecrec.train.local import TrainConfig
 
-        s = self.settings
-        return TrainConfig(
-            local_steps=steps,
-            batch_size=s.batch,
-            learning_rate=s.learning_rate,
-            dp=dp,
-            grad_sample_mode=s.grad_sample_mode,  # type: ignore[arg-type]
-            device=s.device,
-            seed=s.seed,
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if np.unique(labels).size == 2 else math.nan
+
+
+def metric_replicates(
+    seeds: Sequence[SeedScores], name: str, *, replicates: int, rng_seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per bootstrap replicate (index 0 = the full sample): the seeds' mean NDCG, MRR, AUC.
+
+    Every method uses the same resampled queries (``rng_seed``), so differences between
+    two methods' replicates are paired."""
+    out = {key: np.zeros(replicates + 1) for key in ("ndcg", "mrr", "auc")}
+    for seed_scores in seeds:
+        validation, scores = seed_scores.validation, seed_scores.scores[name]
+        table_q = per_query(validation, scores)
+        _, rows = _queries(validation)
+        labels = validation["label"].to_numpy()
+        ndcg = table_q["ndcg"].to_numpy()
+        mrr = table_q["mrr"].to_numpy()
+        rng = np.random.default_rng(rng_seed)
+        for r in range(replicates + 1):
+            pick = np.arange(len(rows)) if r == 0 else rng.integers(0, len(rows), len(rows))
+            idx = np.concatenate([rows[q] for q in pick])
+            out["ndcg"][r] += np.nanmean(ndcg[pick]) / len(seeds)
+            out["mrr"][r] += np.nanmean(mrr[pick]) / len(seeds)
+            out["auc"][r] += _auc(labels[idx], scores[idx]) / len(seeds)
+    return out
+
+
+def summarise_method(reps: dict[str, np.ndarray], random: dict[str, np.ndarray]) -> dict:
+    lift = reps["ndcg"] - random["ndcg"]
+    out: dict[str, Any] = {}
+    for key, values in (("ndcg", reps["ndcg"]), ("lift", lift), ("mrr", reps["mrr"]),
+                        ("auc", reps["auc"])):  # fmt: skip
+        lo, hi = np.nanpercentile(values[1:], [2.5, 97.5])
+        out[key] = {"mean": float(values[0]), "ci": [float(lo), float(hi)]}
+    return out
+
+
+def paired(reps_a: dict[str, np.ndarray], reps_b: dict[str, np.ndarray]) -> dict[str, Any]:
+    out = {}
+    for key in ("ndcg", "auc"):
+        diff = reps_a[key] - reps_b[key]
+        lo, hi = np.nanpercentile(diff[1:], [2.5, 97.5])
+        out[key] = {"mean": float(diff[0]), "ci": [float(lo), float(hi)]}
+    return out
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def run_seed(settings: QualitySettings, seed: int, work: Path, bar: Any, task: Any) -> SeedScores:
+    from ecrec.model.ranker import RankerConfig, build_ranker
+
+    saved = work / f"scores-seed{seed}.pkl"
+    if saved.is_file():  # a seed already scored in this --work folder (an interrupted run)
+        bar.advance(task, _methods_per_seed(settings))
+        return pd.read_pickle(saved)
+    folder = prepare_seed(settings, seed, work)
+    merchants, validation = read_market(folder)
+    config = base_config(settings, folder).replace("model", seed=seed)
+    queries = validation["query"].astype(str).tolist()
+    titles = validation["product_title"].astype(str).tolist()
+    scores: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, compute: Callable[[], np.ndarray]) -> None:
+        bar.update(task, description=f"seed {seed}: {name}")
+        started = time.perf_counter()
+        scores[name] = np.asarray(compute(), dtype=np.float64)
+        seconds[name] = time.perf_counter() - started
+        bar.advance(task)
+        bar.console.print(f"seed {seed}: {name} scored in {seconds[name]:.0f} s")
+
+    rng = np.random.default_rng(seed)
+    timed("random scores", lambda: rng.random(len(validation)))
+    timed("character TF-IDF (query vs title)", lambda: char_tfidf_scores(queries, titles))
+    timed("BM25 (query vs title)", lambda: bm25_scores(queries, titles))
+    ranker = build_ranker(config.model, device="cpu")
+    initial = ranker.adapter_state()
+    timed("zero-shot bi-encoder (MiniLM cosine)", lambda: ranker.score_frame(validation))
+    if settings.cross_encoder:
+        cross = RankerConfig(
+            architecture="cross-encoder", base_model=settings.base_model, seed=seed
         )
+        timed("untrained cross-encoder", lambda: build_ranker(cross).score_frame(validation))
 
-    def sigma(self, rows: int, epsilon: float) -> float:
-        """The node's calibration: spend ε over all planned rounds × steps."""
-        from ecrec.privacy.accounting import noise_multiplier_for_target
-        from ecrec.train.local import plan_round
+    def with_state(state: dict[str, np.ndarray]) -> np.ndarray:
+        ranker.load_adapter_state(state)
+        return ranker.score_frame(validation)
 
-        s = self.settings
-        q, steps = plan_round(rows, self.train_config(dp=True, steps=s.steps))
-        return noise_multiplier_for_target(
-            target_epsilon=epsilon, delta=s.delta, sample_rate=q, steps=steps * s.rounds
-        )
-
-    def federate(
-        self,
-        merchants: Mapping[str, Any],
-        *,
-        epsilon: float | None,
-        ffa: bool = False,
-    ) -> tuple[dict[str, float], dict[str, Any]]:
-        """FedAvg in process: example-weighted mean of adapter states, every round.
-
-        With one merchant this is that merchant training alone for the same
-        rounds × steps (fresh optimizer each round, as on a node).
-        """
-        from ecrec.train.local import train_local
-
-        s = self.settings
-        ranker, initial = self.ranker(ffa=ffa)
-        dp = epsilon is not None
-        config = self.train_config(dp=dp, steps=s.steps)
-        sigmas = {m: self.sigma(len(f), epsilon) for m, f in merchants.items()} if dp else {}
-        global_state = {k: v.copy() for k, v in initial.items()}
-        samples = 0.0
-        losses: list[float] = []
-        for server_round in range(s.rounds):
-            states, weights = [], []
-            for index, (merchant_id, frame) in enumerate(merchants.items()):
-                ranker.load_adapter_state(global_state)
-                # Repeatable, but never the same sampling/noise seed twice (as on real
-                # nodes, which draw fresh entropy every round).
-                round_config = dataclasses.replace(
-                    config, seed=s.seed * 1_000_003 + server_round * 1009 + index
-                )
-                result = train_local(
-                    ranker, frame, config=round_config, noise_multiplier=sigmas.get(merchant_id)
-                )
-                samples += result.sample_rate * result.examples * result.steps
-                losses.append(result.mean_loss)
-                states.append(ranker.adapter_state())
-                weights.append(float(len(frame)))
-            total = sum(weights)
-            global_state = {
-                name: (
-                    sum(
-                        w * st[name].astype(np.float64)
-                        for w, st in zip(weights, states, strict=True)
-                    )
-                    / total
-                ).astype(np.float32)
-                for name in global_state
-            }
-        ranker.load_adapter_state(global_state)
-        metrics = self.evaluator.score_ranker(ranker)
-        ranker.load_adapter_state(initial)
-        detail = {"samples": samples, "final_round_mean_loss": _mean(losses[-len(merchants) :])}
-        return metrics, {"sigma": sigmas, **detail}
-
-    def centralised(self) -> tuple[dict[str, float], dict[str, Any]]:
-        """Non-private LoRA on all merchants' rows pooled, rounds × Σ merchants' steps."""
-        import pandas as pd
-
-        from ecrec.train.local import train_local
-
-        s = self.settings
-        ranker, initial = self.ranker(ffa=False)
-        pooled = pd.concat(list(self.merchants.values()), ignore_index=True)
-        steps = s.rounds * s.steps * len(self.merchants)
-        ranker.load_adapter_state(initial)
-        result = train_local(ranker, pooled, config=self.train_config(dp=False, steps=steps))
-        metrics = self.evaluator.score_ranker(ranker)
-        ranker.load_adapter_state(initial)
-        samples = result.sample_rate * result.examples * result.steps
-        return metrics, {"samples": samples, "steps": steps, "rows": len(pooled)}
+    rounds, steps = config.federation.rounds, config.train.local_steps
+    for merchant, frame in merchants.items():
+        timed(f"alone {merchant}, DP ε=8", lambda f=frame: with_state(local_state(
+            ranker, f, config, initial, private=True, steps=rounds * steps)))  # fmt: skip
+    pooled = pd.concat(merchants.values(), ignore_index=True)
+    timed("centralised, non-private", lambda: with_state(local_state(
+        ranker, pooled, config, initial, private=False,
+        steps=rounds * steps * len(merchants))))  # fmt: skip
+    timed("federated, non-private", lambda: with_state(federated_state(
+        config, out=work / f"run-seed{seed}-nonprivate", private=False)))  # fmt: skip
+    for epsilon in settings.epsilons:
+        eps_config = config.replace("privacy", budget_epsilon=epsilon)
+        timed(f"federated DP ε={epsilon:g}", lambda c=eps_config, e=epsilon: with_state(
+            federated_state(c, out=work / f"run-seed{seed}-eps{e:g}", private=True)))  # fmt: skip
+    result = SeedScores(validation=validation, scores=scores, seconds=seconds)
+    pd.to_pickle(result, saved)
+    return result
 
 
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
+def _methods_per_seed(settings: QualitySettings) -> int:
+    return 4 + settings.cross_encoder + settings.merchants + 2 + len(settings.epsilons)
 
 
-# --------------------------------------------------------------------------- #
-# The benchmark
-# --------------------------------------------------------------------------- #
-
-
-def plan_runs(settings: QualitySettings, merchant_ids: Sequence[str]) -> list[tuple[str, Any]]:
-    """(label, spec) for every training run, in order, so the progress bar has a total."""
-    runs: list[tuple[str, Any]] = [("zero-shot bi-encoder", ("bi",)), ("untrained", ("untrained",))]
-    runs += [(f"local-only {m} DP ε=8", ("local", m)) for m in merchant_ids]
-    runs.append(("centralised non-private", ("central",)))
-    runs.append(("federated non-private", ("fed", None, False)))
-    lora_eps = sorted(set(settings.epsilons) | set(FFA_EPSILONS) | {REFERENCE_EPSILON})
-    runs += [(f"federated DP ε={fmt_eps(e)}", ("fed", e, False)) for e in lora_eps]
-    runs += [(f"federated FFA-LoRA DP ε={fmt_eps(e)}", ("fed", e, True)) for e in FFA_EPSILONS]
-    return runs
-
-
-def fmt_eps(epsilon: float) -> str:
-    return f"{epsilon:g}"
-
-
-def run_quality(settings: QualitySettings, *, out: Any) -> dict[str, Any]:
-    merchants, validation = load_marketplace(settings)
-    lab = Lab(settings, merchants, validation)
-    runs = plan_runs(settings, sorted(merchants))
-    outcomes: list[RunOutcome] = []
+def run_quality(settings: QualitySettings, *, work: Path, out: Any) -> dict[str, Any]:
+    per_seed = _methods_per_seed(settings)
+    seeds: list[SeedScores] = []
     with progress(out) as bar:
-        task = bar.add_task("quality runs", total=len(runs))
-        for label, spec in runs:
-            bar.update(task, description=label)
-            started = time.perf_counter()
-            kind = spec[0]
-            if kind == "bi":
-                metrics = lab.evaluator.metrics(
-                    bi_encoder_scores(
-                        lab.evaluator, length=settings.bi_encoder_length, device=settings.device
-                    )
-                )
-                outcome = RunOutcome(label, "a", metrics, 0.0)
-            elif kind == "untrained":
-                ranker, _ = lab.ranker(ffa=False)
-                outcome = RunOutcome(label, "b", lab.evaluator.score_ranker(ranker), 0.0)
-            elif kind == "local":
-                merchant_id = spec[1]
-                metrics, detail = lab.federate(
-                    {merchant_id: merchants[merchant_id]}, epsilon=REFERENCE_EPSILON
-                )
-                outcome = RunOutcome(
-                    label,
-                    "c",
-                    metrics,
-                    0.0,
-                    samples=detail["samples"],
-                    steps=settings.rounds * settings.steps,
-                    dp=True,
-                    epsilon=REFERENCE_EPSILON,
-                    sigma=detail["sigma"],
-                    detail={"merchant": merchant_id, "rows": len(merchants[merchant_id])},
-                )
-            elif kind == "central":
-                metrics, detail = lab.centralised()
-                outcome = RunOutcome(
-                    label,
-                    "d",
-                    metrics,
-                    0.0,
-                    samples=detail["samples"],
-                    steps=detail["steps"],
-                    detail={"rows": detail["rows"]},
-                )
-            else:
-                _, epsilon, ffa = spec
-                metrics, detail = lab.federate(merchants, epsilon=epsilon, ffa=ffa)
-                group = "g" if ffa else ("e" if epsilon is None else "f")
-                outcome = RunOutcome(
-                    label,
-                    group,
-                    metrics,
-                    0.0,
-                    samples=detail["samples"],
-                    steps=settings.rounds * settings.steps * len(merchants),
-                    dp=epsilon is not None,
-                    epsilon=epsilon,
-                    ffa=ffa,
-                    sigma=detail["sigma"],
-                )
-            outcome.seconds = time.perf_counter() - started
-            outcomes.append(outcome)
-            bar.advance(task)
-    return summarise(settings, merchants, outcomes)
-
-
-def summarise(
-    settings: QualitySettings, merchants: Mapping[str, Any], outcomes: list[RunOutcome]
-) -> dict[str, Any]:
-    """Runs, the local-only mean, and the three targets with PASS/MISS."""
-    key = f"ndcg@{settings.k}"
-    by_label = {o.name: o for o in outcomes}
-    local = [o for o in outcomes if o.group == "c"]
-    local_mean = {
-        m: _mean([o.metrics[m] for o in local]) for m in (key, f"mrr@{settings.k}", "auc")
+        task = bar.add_task("quality", total=per_seed * len(settings.seeds))
+        for seed in settings.seeds:
+            seeds.append(run_seed(settings, seed, work, bar, task))
+    names = list(seeds[0].scores)
+    reps = {n: metric_replicates(seeds, n, replicates=settings.bootstrap) for n in names}
+    alone = [n for n in names if n.startswith("alone ")]
+    reps["alone: mean of merchants"] = {
+        key: np.mean([reps[n][key] for n in alone], axis=0) for key in ("ndcg", "mrr", "auc")
     }
-    reference = by_label[f"federated DP ε={fmt_eps(REFERENCE_EPSILON)}"].metrics[key]
-    central = by_label["centralised non-private"].metrics[key]
-    zero_shot = by_label["zero-shot bi-encoder"].metrics[key]
-    targets = [
-        {
-            "target": f"federated DP ε=8 {key} >= {TARGET_CENTRALISED_FRACTION} × centralised "
-            "non-private",
-            "value": reference,
-            "threshold": TARGET_CENTRALISED_FRACTION * central,
-            "verdict": verdict(reference >= TARGET_CENTRALISED_FRACTION * central),
-        },
-        {
-            "target": f"federated DP ε=8 {key} > mean local-only (DP ε=8)",
-            "value": reference,
-            "threshold": local_mean[key],
-            "verdict": verdict(reference > local_mean[key]),
-        },
-        {
-            "target": f"federated DP ε=8 {key} > zero-shot bi-encoder",
-            "value": reference,
-            "threshold": zero_shot,
-            "verdict": verdict(reference > zero_shot),
-        },
+    best = max(alone, key=lambda n: reps[n]["ndcg"][0])
+    reps["alone: best merchant"] = reps[best]
+    random = reps["random scores"]
+    rows = {
+        n: {**summarise_method(r, random),
+            "seconds": float(np.mean([s.seconds.get(n, math.nan) for s in seeds]))}
+        for n, r in reps.items()
+    }  # fmt: skip
+    reference = f"federated DP ε={REFERENCE_EPSILON:g}"
+    against = [
+        "character TF-IDF (query vs title)", "BM25 (query vs title)",
+        "zero-shot bi-encoder (MiniLM cosine)", "alone: mean of merchants",
+        "alone: best merchant", "centralised, non-private",
+    ]  # fmt: skip
+    comparisons = {}
+    if reference in reps:
+        comparisons = {b: paired(reps[reference], reps[b]) for b in against if b in reps}
+    return {"rows": rows, "best_merchant": best, "reference": reference,
+            "comparisons": comparisons,
+            "validation": {"queries": [int(s.validation["query_id"].nunique()) for s in seeds],
+                           "rows": [len(s.validation) for s in seeds]}}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _ci(cell: dict[str, Any], digits: int = 3) -> str:
+    lo, hi = cell["ci"]
+    return f"{cell['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def results_table(result: dict[str, Any]) -> Any:
+    rows = [
+        [name, _ci(r["ndcg"]), _ci(r["lift"]), _ci(r["mrr"]), _ci(r["auc"]), fmt(r["seconds"], 1)]
+        for name, r in result["rows"].items()
     ]
-    ffa_vs_lora = {
-        fmt_eps(e): {
-            "lora": by_label[f"federated DP ε={fmt_eps(e)}"].metrics[key],
-            "ffa_lora": by_label[f"federated FFA-LoRA DP ε={fmt_eps(e)}"].metrics[key],
-        }
-        for e in FFA_EPSILONS
-    }
-    for entry in ffa_vs_lora.values():
-        entry["ffa_minus_lora"] = entry["ffa_lora"] - entry["lora"]
-    return {
-        "ffa_vs_lora_" + key: ffa_vs_lora,
-        "dataset": {
-            "source": settings.data or "synthetic",
-            "merchant_rows": {m: len(f) for m, f in merchants.items()},
-        },
-        "runs": [asdict(o) for o in outcomes],
-        "local_only_mean": local_mean,
-        "targets": targets,
-        "method": (
-            "federated runs: in-process FedAvg (example-weighted mean of adapter states each "
-            "round, what SecAgg+ computes; the federation tests check SecAgg+ equals it within "
-            "1e-4); each merchant runs train_local with the same TrainConfig every round, as "
-            "ecrec.node does; σ per merchant = noise_multiplier_for_target(ε, δ, q=batch/rows, "
-            "steps=rounds×steps); centralised = one non-private run of rounds × Σ merchants' "
-            "steps on the pooled rows; all runs start from the same seeded initial adapters"
-        ),
-    }
-
-
-def results_table(settings: QualitySettings, result: dict[str, Any]) -> Any:
-    k = settings.k
-    rows = []
-    last_local = max((i for i, r in enumerate(result["runs"]) if r["group"] == "c"), default=-1)
-    for i, run in enumerate(result["runs"]):
-        sigmas = run["sigma"]
-        rows.append(
-            [
-                f"({run['group']}) {run['name']}",
-                fmt(run["metrics"][f"ndcg@{k}"]),
-                fmt(run["metrics"][f"mrr@{k}"]),
-                fmt(run["metrics"]["auc"]),
-                fmt(round(run["samples"])) if run["samples"] else "-",
-                " ".join(f"{v:.2f}" for v in sigmas.values()) if sigmas else "-",
-                fmt(run["seconds"], 1),
-            ]
-        )
-        if i == last_local:
-            mean = result["local_only_mean"]
-            rows.append(
-                [
-                    "(c) local-only mean",
-                    fmt(mean[f"ndcg@{k}"]),
-                    fmt(mean[f"mrr@{k}"]),
-                    fmt(mean["auc"]),
-                    "",
-                    "",
-                    "",
-                ]
-            )
-    source = settings.data or f"synthetic, {settings.merchants} merchants, seed {settings.seed}"
     return table(
-        f"quality on the pooled validation shard ({source}; {settings.model}, "
-        f"{settings.rounds} rounds × {settings.steps} steps, batch {settings.batch})",
-        [
-            "run",
-            f"NDCG@{k}",
-            f"MRR@{k}",
-            "AUC",
-            "samples seen",
-            "σ per merchant",
-            "s",
-        ],
+        "quality on the pooled validation shard (mean over seeds, 95% bootstrap CI)",
+        ["run", f"NDCG@{K}", "lift over random", f"MRR@{K}", "AUC", "s"],
         rows,
-        caption="federated runs: in-process FedAvg (the example-weighted mean SecAgg+ "
-        "computes; SecAgg+ = this mean within 1e-4 per the federation tests)",
     )
 
 
-def targets_table(result: dict[str, Any], *, k: int) -> Any:
-    ffa = result[f"ffa_vs_lora_ndcg@{k}"]
-    caption = "FFA-LoRA minus LoRA NDCG@{}: {}".format(
-        k, ", ".join(f"ε={e}: {v['ffa_minus_lora']:+.4f}" for e, v in ffa.items())
-    )
-    return table(
-        "quality targets",
-        ["target", "value", "threshold", "verdict"],
-        [
-            [t["target"], fmt(t["value"]), fmt(t["threshold"]), t["verdict"]]
-            for t in result["targets"]
-        ],
-        caption=caption,
-    )
+def targets(result: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    comp, rows, ref = result["comparisons"], result["rows"], result["reference"]
+    if not comp:
+        return []
+    out = []
+    for base in ("character TF-IDF (query vs title)", "BM25 (query vs title)",
+                 "zero-shot bi-encoder (MiniLM cosine)", "alone: mean of merchants",
+                 "alone: best merchant"):  # fmt: skip
+        d = comp.get(base)
+        if d is None:
+            continue
+        clear = d["ndcg"]["ci"][0] > 0 and d["auc"]["ci"][0] > 0
+        out.append((f"{ref} beats {base} (CI of ΔNDCG and ΔAUC > 0)", clear,
+                    f"ΔNDCG {_ci(d['ndcg'], 4)}, ΔAUC {_ci(d['auc'], 4)}"))  # fmt: skip
+    central = rows["centralised, non-private"]["lift"]["mean"]
+    fraction = rows[ref]["lift"]["mean"] / central if central > 0 else math.nan
+    out.append((f"{ref} lift ≥ {TARGET_CENTRALISED_FRACTION}× centralised non-private lift",
+                fraction >= TARGET_CENTRALISED_FRACTION, f"{fraction:.3f}×"))  # fmt: skip
+    return out
+
+
+def learning_curves(work: Path) -> dict[str, list[dict[str, float]]]:
+    """Per federated run folder: NDCG@10 and AUC of the global ranker after each round."""
+    curves: dict[str, list[dict[str, float]]] = {}
+    for run in sorted(work.glob("run-seed*")):
+        path = run / "metrics.jsonl"
+        if path.is_file():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            curves[run.name] = [
+                {"round": r["round"], "ndcg": r[f"ndcg@{K}"], "auc": r["auc"]}
+                for r in rows if "round" in r and f"ndcg@{K}" in r
+            ]  # fmt: skip
+    return curves
+
+
+def plot_learning_curves(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for name, points in curves.items():
+        rounds = [p["round"] for p in points]
+        for ax, key in zip(axes, ("ndcg", "auc"), strict=True):
+            ax.plot(rounds, [p[key] for p in points], marker="o", label=name.removeprefix("run-"))
+    for ax, label in zip(axes, (f"NDCG@{K}", "AUC"), strict=True):
+        ax.set_xlabel("round")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="tiny ranker, tiny marketplace")
-    parser.add_argument("--data", default="", help="a folder from `ecrec data synth|import`")
-    parser.add_argument("--model", default=None, help="minilm (default), tiny, or a folder")
-    parser.add_argument("--merchants", type=int, default=None, help="synthetic merchants")
-    parser.add_argument("--epsilons", default="1,4,8", help="comma-separated ε for (f)")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="local steps per round")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--length", type=int, default=None, help="tokens per pair")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate")
-    parser.add_argument("--grad-sample-mode", choices=("hooks", "ghost"), default="hooks")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--data", default="", help="pairs CSV (e.g. the Home Depot file) or "
+                        "a marketplace folder; default: the synthetic marketplace")  # fmt: skip
+    parser.add_argument("--queries", type=int, default=900, help="queries sampled from --data")
+    parser.add_argument("--merchants", type=int, default=6)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated split/init seeds")
+    parser.add_argument("--epsilons", default="1,4,8", help="comma-separated ε")
+    parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates")
+    parser.add_argument("--no-cross-encoder", action="store_true", help="skip that baseline")
+    parser.add_argument("--base-model", default="minilm", help='"minilm", "tiny" or a folder')
+    parser.add_argument("--rounds", type=int, default=0, help="rounds (default: the config's)")
+    parser.add_argument("--quick", action="store_true", help="300 queries, seed 0, ε=8")
+    parser.add_argument("--work", type=Path, default=None, help="folder for data and runs")
     parser.add_argument("--out", type=Path, default=default_out("quality"))
+    parser.add_argument("--plot", type=Path, default=None, help="learning-curve PNG to write")
     return parser.parse_args(argv)
 
 
-def settings_from_args(args: argparse.Namespace) -> QualitySettings:
-    base: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for key, value in (
-        ("model", args.model),
-        ("merchants", args.merchants),
-        ("rounds", args.rounds),
-        ("steps", args.steps),
-        ("batch", args.batch),
-        ("length", args.length),
-        ("learning_rate", args.lr),
-    ):
-        if value is not None:
-            base[key] = value
+def _numbers(text: str, flag: str, kind: Callable[[str], Any]) -> tuple[Any, ...]:
     try:
-        epsilons = tuple(float(x) for x in args.epsilons.split(",") if x.strip())
-    except ValueError as err:
-        raise SystemExit(
-            f"--epsilons: not a comma-separated list of numbers: {args.epsilons!r}"
-        ) from err
-    if not epsilons or any(not e > 0 for e in epsilons):
+        values = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"{flag}: not a comma-separated list of numbers: {text!r}") from None
+    if not values:
+        raise SystemExit(f"{flag}: give at least one value")
+    return values
+
+
+def settings_from_args(args: argparse.Namespace) -> QualitySettings:
+    settings = QualitySettings(
+        data=args.data, queries=args.queries, merchants=args.merchants,
+        seeds=_numbers(args.seeds, "--seeds", int),
+        epsilons=_numbers(args.epsilons, "--epsilons", float),
+        bootstrap=args.bootstrap, cross_encoder=not args.no_cross_encoder,
+        base_model=args.base_model, rounds=args.rounds,
+    )  # fmt: skip
+    if any(not e > 0 for e in settings.epsilons):
         raise SystemExit(f"--epsilons: every ε must be > 0, got {args.epsilons!r}")
-    return replace(
-        QualitySettings(**base),
-        data=args.data,
-        epsilons=epsilons,
-        grad_sample_mode=args.grad_sample_mode,
-        seed=args.seed,
-        device=args.device,
-        quick=args.quick,
-    )
+    if args.quick:
+        settings = dataclasses.replace(
+            settings, queries=300, seeds=(0,), epsilons=(REFERENCE_EPSILON,), quick=True
+        )
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import tempfile
+
     setup_environment()
     args = parse_args(argv)
     settings = settings_from_args(args)
     out, note = console(), console(stderr=True)
     note.print(f"quality benchmark: {asdict(settings)}")
     payload = result_header("quality", argv, settings=asdict(settings))
-    result = run_quality(settings, out=note)
+    with tempfile.TemporaryDirectory(prefix="ecrec-quality-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        # Every run (and every simulated node, which inherits the environment) reads the
+        # same texts' embeddings instead of re-encoding them: the benchmark's own cache.
+        os.environ.setdefault(EMBEDDING_CACHE_ENV, str(work / "embeddings"))
+        result = run_quality(settings, work=work, out=note)
+        result["learning_curves"] = learning_curves(work)
+        if args.plot:
+            plot_learning_curves(result["learning_curves"], args.plot)
     payload.update(result)
-    out.print(results_table(settings, result))
-    out.print(targets_table(result, k=settings.k))
+    out.print(results_table(result))
+    for label, ok, detail in targets(result):
+        out.print(f"{verdict(ok)}  {label}: {detail}")
     path = write_results(args.out, payload)
     print_saved(out, path)
     return 0

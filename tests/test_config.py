@@ -31,10 +31,11 @@ def _refused(tmp_path: Path, text: str) -> tuple[str, Path]:
 def test_embedded_default_loads() -> None:
     config = load_config()
     assert isinstance(config, RunConfig)
-    assert config.model.base_model == "minilm"
-    assert config.model.target_modules == ("query", "value")
+    assert (config.model.architecture, config.model.base_model) == ("hybrid", "minilm")
+    assert config.model.target_modules == ("query", "value")  # for the cross-encoder
     assert config.train.dp is True
-    assert config.train.local_steps == 12
+    assert (config.train.local_steps, config.train.learning_rate) == (50, 0.1)
+    assert config.federation.clipping_range == 16.0  # room for the hybrid head's weights
     assert config.federation.secagg is True
     assert (config.federation.num_shares, config.federation.reconstruction_threshold) == (3, 2)
     assert config.privacy.budget_epsilon == 8.0

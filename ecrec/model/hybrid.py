@@ -40,8 +40,8 @@ FEATURES: tuple[str, ...] = ("cosine-doc", *LEXICAL_FEATURES)
 EMBEDDING_CACHE_ENV = "ECREC_EMBEDDING_CACHE"
 #: Round 0 scores ``INIT_SCALE * cosine-doc + INIT_BIAS``: the zero-shot bi-encoder's
 #: ranking, on a logit scale where BCE training starts from sensible probabilities.
-INIT_SCALE = 8.0
-INIT_BIAS = -4.0
+INIT_SCALE = 4.0
+INIT_BIAS = -2.0
 
 
 def _mean_pool(hidden: Any, mask: Any) -> Any:
