@@ -211,6 +211,19 @@ def _open_or_init_ledger(
     return ledger, False
 
 
+def _node_settings(settings: ClientSettings, policy: NodePolicy) -> NodeSettings:
+    """What the node's ClientApp gets (as node config) for these inputs and this policy."""
+    return NodeSettings(
+        data_path=settings.data,
+        ledger_path=settings.ledger,
+        key_file=settings.ledger_key_file,
+        anchor_path=settings.ledger_anchor,
+        journal_path=settings.journal,
+        policy=policy,
+        policy_file=settings.policy_file,
+    )
+
+
 def check_client(settings: ClientSettings) -> CheckedNode:
     """Validate every input before anything starts (``--init-ledger``: create the ledger last)."""
     policy = load_node_policy(settings)
@@ -221,15 +234,7 @@ def check_client(settings: ClientSettings) -> CheckedNode:
             raise ConfigError(
                 f"--trusted-fab-sha256: {pin!r} is not a SHA-256 (64 lower-case hex digits)"
             )
-    node = NodeSettings(
-        data_path=settings.data,
-        ledger_path=settings.ledger,
-        key_file=settings.ledger_key_file,
-        anchor_path=settings.ledger_anchor,
-        journal_path=settings.journal,
-        policy=policy,
-        policy_file=settings.policy_file,
-    )
+    node = _node_settings(settings, policy)
     if NodeSettings.from_node_config(node.to_node_config(), where="ecrec-client") != node:
         raise ConfigError("ecrec-client: the node config does not describe these settings (a bug)")
     if settings.init_ledger:
@@ -259,13 +264,4 @@ def check_client(settings: ClientSettings) -> CheckedNode:
 
 def node_config(settings: ClientSettings) -> dict[str, str | float]:
     """The node config flower-supernode gets for these settings (no checks, no ledger)."""
-    policy = load_node_policy(settings)
-    return NodeSettings(
-        data_path=settings.data,
-        ledger_path=settings.ledger,
-        key_file=settings.ledger_key_file,
-        anchor_path=settings.ledger_anchor,
-        journal_path=settings.journal,
-        policy=policy,
-        policy_file=settings.policy_file,
-    ).to_node_config()
+    return _node_settings(settings, load_node_policy(settings)).to_node_config()

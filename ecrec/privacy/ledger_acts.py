@@ -12,7 +12,7 @@ from typing import Any
 
 from ecrec.data.schema import SAFE_NAME_RULE, is_safe_name, short_repr
 from ecrec.errors import LedgerExistsError, PrivacyError
-from ecrec.privacy.accounting import ACCOUNTANTS, Accountant
+from ecrec.privacy.accounting import Accountant
 from ecrec.privacy.anchor import ledger_lock
 from ecrec.privacy.ledger_codec import LedgerKeys, create_key_file, derive_keys, read_key_file
 from ecrec.privacy.ledger_payload import PRIVACY_UNITS, PrivacyUnit, VerifiedPayload, is_number, now
@@ -24,6 +24,7 @@ from ecrec.privacy.ledger_store import (
     read_ledger,
     write_ledger,
 )
+from ecrec.privacy.spend import _check_accountant
 
 #: What an act leaves: the ledger's paths, its keys and the write it made.
 Made = tuple[LedgerPaths, LedgerKeys, Snapshot]
@@ -56,9 +57,7 @@ def create_ledger(
     budget = _check_budget(budget_epsilon)
     if not (is_number(delta) and 0 < delta < 1):
         raise PrivacyError(f"delta must be in (0, 1), got {delta!r}")
-    if accountant not in ACCOUNTANTS:
-        choices = ", ".join(ACCOUNTANTS)
-        raise PrivacyError(f"accountant must be one of {choices}, got {accountant!r}")
+    _check_accountant(accountant)
     if unit not in PRIVACY_UNITS:
         raise PrivacyError(f"unit must be one of {', '.join(PRIVACY_UNITS)}, got {unit!r}")
     paths.refuse_existing()

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ecrec.data.desensitize.hashing import USER_ID_HASH_CHARS, USER_ID_HASH_PATTERN, _hash_series
 from ecrec.data.desensitize.masking import _mask_suspect, _suspects, _unique_text, pii_kinds
-from ecrec.data.schema import Problem, row_problems
+from ecrec.data.schema import PRODUCT_FIELDS, Problem, row_problems
 from ecrec.errors import ConfigError, DataError
 
 #: Free-text columns that :func:`desensitize_frame` masks and :func:`find_plain_pii` checks.
@@ -14,12 +14,7 @@ TEXT_COLUMNS: tuple[str, ...] = (
     "query",
     "product_title",
     "product_text",
-    "brand",
-    "colour",
-    "category",
-    "material",
-    "price_band",
-    "description",
+    *PRODUCT_FIELDS,
     "user_segment",
 )
 
