@@ -288,3 +288,73 @@ def test_ecrec_train_on_a_full_disk_exits_with_one_line_and_writes_nothing(
     after = _tree(ledger.parent)
     assert after == before, "ledger, anchor and lock are as they were"
     assert not second.exists(), "no adapter was written for a round whose spend was not"
+
+
+# --------------------------------------------------------------------------- a real small disk
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, *, size_kib: int = 256) -> Iterator[Path]:
+    """A real ``size_kib`` tmpfs at ``folder`` (root with mount rights only, else skip)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root with mount rights)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write until the file system is full (unbuffered, so closing writes nothing more)."""
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        for chunk in (4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * chunk)
+
+
+def test_a_really_full_and_a_really_read_only_tmpfs_leave_the_ledger_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """The same promise on a real file system: a 256 KiB tmpfs holding ledger, key and
+    anchor, filled up (``ENOSPC`` from the kernel), then remounted read-only (``EROFS``)."""
+    import subprocess
+
+    from ecrec.privacy.ledger import PrivacyLedger
+
+    spend = {"noise_multiplier": 2.0, "sample_rate": 0.01, "steps": 50}
+    with small_tmpfs(tmp_path / "disk") as disk:
+        ledger = PrivacyLedger.init(
+            disk / "m01.json",
+            merchant_id="m01",
+            budget_epsilon=8.0,
+            delta=1e-5,
+            accountant="rdp",
+            unit="user",
+            key_file=disk / "m01.key",
+        )
+        ledger.record_round(round=1, **spend)
+        _fill(disk)
+        before = {p.name: p.read_bytes() for p in disk.iterdir() if p.name != "filler"}
+        with pytest.raises(PrivacyError, match="No space left on device") as full:
+            ledger.record_round(round=2, **spend)
+        assert "nothing was recorded" in str(full.value) and "\n" not in str(full.value)
+        assert {p.name: p.read_bytes() for p in disk.iterdir() if p.name != "filler"} == before
+        assert not _temp_files(disk)
+        (disk / "filler").unlink()
+        remount = ["mount", "-o", "remount,ro", str(disk)]
+        assert subprocess.run(remount, capture_output=True, check=False).returncode == 0
+        with pytest.raises(PrivacyError, match="Read-only file system") as read_only:
+            ledger.record_round(round=2, **spend)
+        assert "\n" not in str(read_only.value)
+        assert {p.name: p.read_bytes() for p in disk.iterdir()} == before
+        reopened = PrivacyLedger.load(disk / "m01.json", key_file=disk / "m01.key")
+        assert reopened.rounds == [1]
