@@ -117,9 +117,12 @@ def run(args: argparse.Namespace) -> int:
         f"({result['queries']} queries x top {result['top_k']}) in {result['seconds']:.0f} s",
         file=out,
     )
+    chance = ""
+    if faith.get("chance_rate") is not None:
+        chance = f"; shuffled: {faith['chance_rate']:.0%}, p = {faith['p_value']:.2g}"
     print(
         f"faithfulness: {rate} ({faith['hits']}/{faith['pairs']} pairs whose query names a "
-        f"category or colour have it among the top {faith['top']} document tokens)",
+        f"category or colour have it among the top {faith['top']} document tokens{chance})",
         file=out,
     )
     tokens = ", ".join(f"{t['name']} {t['mean_abs']:.3g}" for t in result["global"]["tokens"][:8])

@@ -148,12 +148,48 @@ def test_minilm_explanations_are_additive(shard: pd.DataFrame) -> None:
     assert fields.score == pytest.approx(tokens.score, abs=1e-4)
 
 
+def _shuffled_faithfulness(pairs: list[dict], seed: int, draws: int = 100) -> float:
+    """Mean faithfulness rate of the same pairs with each explanation's attributions
+    shuffled among its document's tokens (what an unfaithful explainer scores)."""
+    from ecrec.explain import TokenExplanation, faithfulness_check
+    from ecrec.explain.faithfulness import FaithfulnessTally
+
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(draws):
+        tally = FaithfulnessTally()
+        for pair in pairs:
+            tokens = pair["tokens"]["tokens"]
+            values = np.asarray(pair["tokens"]["values"], dtype=float)
+            slots = [i for i, t in enumerate(tokens) if t.strip()]
+            values[slots] = values[rng.permutation(slots)]
+            tally.add(
+                faithfulness_check(
+                    TokenExplanation(
+                        query=pair["query"],
+                        document="".join(tokens),
+                        tokens=tokens,
+                        values=values,
+                        base_value=0.0,
+                        score=0.0,
+                        evals=0,
+                    )
+                )
+            )
+        rates.append(tally.to_dict()["rate"])
+    return float(np.mean(rates))
+
+
 @pytest.mark.slow
 def test_minilm_explanations_are_faithful_to_the_hidden_relevance_rule() -> None:
-    """Train MiniLM (no DP) on a synthetic merchant; its explanations should credit
-    the query's category / colour words, which decide relevance (see ecrec.data.synth).
+    """Train the default ranker on MiniLM (no DP) on a synthetic merchant; its
+    explanations should credit the query's category / colour words (synonyms and shades),
+    which decide relevance (see ecrec.data.synth), far more often than chance.
 
-    Budget on 2 idle cores: ~10 s load, ~50 s for 60 steps x 32, ~30 s to explain
+    Chance is the hit rate of the same attributions shuffled among each document's
+    tokens: ``chance_rate`` (exact), ``p_value`` (of this many hits under the shuffle),
+    and a direct control that shuffles the real attributions and must fail the bar.
+    Budget on 2 idle cores: ~10 s load, ~1 min for 60 steps x 32, ~1-5 min to explain
     5 queries x top 3 (token level only; the field view is not needed here).
     """
     from ecrec.train.local import TrainConfig, train_local
@@ -173,12 +209,21 @@ def test_minilm_explanations_are_faithful_to_the_hidden_relevance_rule() -> None
     result = explain_run(minilm, market.validation, queries=5, top_k=3, seed=0, fields=False)
     done = time.perf_counter()
     faith = result["faithfulness"]
+    shuffled = _shuffled_faithfulness(result["pairs"], seed=0)
     print(
-        f"\nfaithfulness rate {faith['rate']:.3f} ({faith['hits']}/{faith['pairs']}; "
-        f"category {faith['by_attribute']['category']}, colour {faith['by_attribute']['colour']}); "
+        f"\n{RankerConfig().architecture} ranker: faithfulness rate {faith['rate']:.3f} "
+        f"({faith['hits']}/{faith['pairs']}; category {faith['by_attribute']['category']}, "
+        f"colour {faith['by_attribute']['colour']}); chance {faith['chance_rate']:.3f}, "
+        f"p {faith['p_value']:.2g}, shuffled attributions {shuffled:.3f}; "
         f"load {loaded - started:.0f} s, train {trained - loaded:.0f} s, "
         f"explain {done - trained:.0f} s"
     )
     assert result["additivity"]["max_token_error"] < ADDITIVITY_TOLERANCE
     assert faith["pairs"] >= 5  # enough applicable pairs for a rate to mean something
+    # The bar: most judged pairs credit the deciding word, and far more than chance.
     assert faith["rate"] > 0.5
+    assert faith["p_value"] < 0.01
+    # The bar rejects unfaithful explanations of these very pairs: the real
+    # attributions shuffled score about chance (which the p-value assumes), below it.
+    assert shuffled == pytest.approx(faith["chance_rate"], abs=0.05)
+    assert shuffled < 0.5
