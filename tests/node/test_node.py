@@ -109,8 +109,11 @@ def test_check_update_refuses_values_secagg_would_clip() -> None:
 
 @pytest.fixture(scope="module")
 def honest() -> RunConfig:
-    """What an honest server sends: the tiny config (2 rounds, 2 DP steps, ε 8)."""
-    return load_config(REPO / "configs" / "tiny.toml").replace("train", device="cpu")
+    """What an honest server sends: the tiny config (2 rounds, 2 DP steps, ε 8), with the
+    LoRA cross-encoder of the ``tiny_initial_state`` fixture (the bigger update; the hybrid
+    default runs through the node in tests/federation)."""
+    config = load_config(REPO / "configs" / "tiny.toml").replace("train", device="cpu")
+    return config.replace("model", architecture="cross-encoder")
 
 
 @pytest.fixture(scope="module")
