@@ -158,7 +158,11 @@ def test_a_ranker_without_a_gap_raises_no_flag_on_200_queries(seed: int) -> None
     audit = audit_rankings(frame, noisy_scores(frame, seed=seed + 1), config=ONLY_SEGMENTS)
     assert audit["flags"] == []
     gap = comparison(audit, "user_segment", "ndcg@10_gap")
-    assert gap["value"] is not None and gap["ci"][0] <= gap["value"] <= gap["ci"][1]
+    # A percentile CI of a gap near zero need not contain the point estimate (the max-min
+    # gap is biased upward under resampling); what "no flag" promises is that the CI
+    # does not lie above the threshold.
+    assert gap["value"] is not None and 0 <= gap["ci"][0] <= gap["ci"][1]
+    assert gap["status"] != "flag" and gap["ci"][0] <= ONLY_SEGMENTS.threshold
 
 
 def test_intervals_are_seeded() -> None:
