@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--out", type=Path, default=default_out("privacy_audit"))
     parser.add_argument("--work", type=Path, help="keep the data and run folders here")
+    parser.add_argument("--queries-per-merchant", type=int, help="marketplace size")
+    parser.add_argument("--candidates", type=int, help="products shown per query")
     args = parser.parse_args(argv)
     setup_environment()
     from rich.console import Console
@@ -93,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecrec.privacy.audit_run import audit_run
 
     settings = QUICK if args.quick else Settings()
+    for name in ("queries_per_merchant", "candidates"):
+        if getattr(args, name) is not None:
+            settings = dataclasses.replace(settings, **{name: getattr(args, name)})
     out = console()
     payload = result_header("privacy_audit", argv, settings=dataclasses.asdict(settings))
     policy = NodePolicy(

@@ -235,12 +235,13 @@ def _one_line_error(code: int, err: str, match: str) -> None:
     assert len(lines) == 1 and "Traceback" not in err and match in lines[0], err
 
 
-def _run_folder(tmp_path: Path, ranker, *, data_dir: Path) -> Path:
+def _run_folder(tmp_path: Path, ranker, *, data_dir: Path, dp: bool = True) -> Path:
     """A run folder as the server writes it: config, round 0 and 1 checkpoints."""
     from ecrec.config import RunConfig
     from ecrec.runfolder import RunFolder
 
     config = RunConfig().replace("data", dir=str(data_dir)).replace("model", **_tiny(ranker))
+    config = config.replace("train", dp=dp)
     run = RunFolder(tmp_path / "run")
     run.create()
     run.write_config(config.to_toml())
@@ -302,7 +303,7 @@ def test_audit_finds_a_model_that_trained_only_on_the_members(capsys, tmp_path, 
     from ecrec.train.local import TrainConfig, train_local
 
     market = synthesize(
-        SynthConfig(merchants=2, queries_per_merchant=30, candidates_per_query=4, seed=2)
+        SynthConfig(merchants=2, queries_per_merchant=12, candidates_per_query=4, seed=2)
     )
     frames, data = plant_membership_audit(
         market.merchants, MembershipSetup(canaries=4, repeats=4, references=19)
@@ -312,8 +313,9 @@ def test_audit_finds_a_model_that_trained_only_on_the_members(capsys, tmp_path, 
     write_membership(data, data_dir)
     config = dataclasses.replace(_cross_encoder(tiny_config), lora_r=16, lora_alpha=32)
     ranker = build_ranker(config, device="cpu")
-    run = _run_folder(tmp_path, ranker, data_dir=data_dir)
-    train = TrainConfig(local_steps=300, batch_size=32, learning_rate=3e-2, dp=False, seed=0)
+    run = _run_folder(tmp_path, ranker, data_dir=data_dir, dp=False)
+    # Few rows, many passes: a model that memorises (measured: AUC 0.82, CI 0.63-0.92).
+    train = TrainConfig(local_steps=200, batch_size=32, learning_rate=1e-2, dp=False, seed=0)
     train_local(ranker, frames[data.merchant], config=train)
     RunFolder(run).save_checkpoint(1, ranker.adapter_state(), {})
 
@@ -326,7 +328,8 @@ def test_audit_finds_a_model_that_trained_only_on_the_members(capsys, tmp_path, 
         result["canaries"]["final"]["mean_exposure"]
         > result["canaries"]["reference"]["mean_exposure"]
     )
-    assert "loss threshold" in (run / "privacy_audit.md").read_text()
+    assert not result["dp"] and result["members"] == len(frames[data.merchant]) - 16
+    assert "no DP" in (run / "privacy_audit.md").read_text()
 
 
 def test_the_report_shows_an_audit_only_when_the_run_has_one(tmp_path):
