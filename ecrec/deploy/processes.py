@@ -14,13 +14,21 @@ started has started, however deep.
 
 Signals: :meth:`Supervisor.handle_signals` turns SIGINT and SIGTERM into
 :class:`Interrupted` in the main thread, so ``finally`` blocks run and the
-children are stopped; an ``atexit`` hook covers every other way out.
+children are stopped; an ``atexit`` hook covers every other way out. A launcher
+killed outright (SIGKILL, the OOM killer) runs neither, so on Linux every child
+also asks the kernel for SIGTERM when its launcher dies (``PR_SET_PDEATHSIG``):
+``flower-superlink`` and ``flower-supernode`` have no ``--parent-pid`` of their
+own, and without this they outlive the launcher -- a SuperLink that keeps the
+port and keeps running the ServerApp, or a SuperNode that keeps the node online
+with nothing to run its tasks. Their own children follow through Flower's
+``--parent-pid`` monitors.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
@@ -166,6 +174,42 @@ def _alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- children
 
+#: ``prctl`` option: the signal the kernel sends a process when its parent thread dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when this process dies.
+
+    Hand-written: the standard library has no option for it. The kernel ties the
+    signal to the *thread* that starts the child, so children must be started from
+    a thread that lives as long as the launcher (both launchers use the main
+    thread). ``None`` where the platform has no ``prctl``.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    launcher = os.getpid()
+
+    def hook() -> None:  # runs in the child, between fork and exec: no locks, no imports
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != launcher:  # the launcher died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
 
 @dataclass
 class Child:
@@ -277,6 +321,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # our Ctrl-C is forwarded by us, once, in order
+                preexec_fn=die_with_parent_hook(),  # and a SIGKILLed launcher takes it along
             )
         except OSError as err:
             if log is not None:
@@ -460,6 +505,7 @@ __all__ = [
     "ProcessInfo",
     "Supervisor",
     "descendants",
+    "die_with_parent_hook",
     "free_port",
     "list_processes",
     "port_in_use",

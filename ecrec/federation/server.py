@@ -64,6 +64,8 @@ log = logging.getLogger("ecrec.server")
 SERVER_COMPONENT = "ecrec_server.server_app:app"
 #: Strategy attributes that carry state between rounds (FedAdam / FedOpt).
 STRATEGY_STATE = ("current_weights", "m_t", "v_t")
+#: At most this many failures are spelled out in a round's record (all are counted).
+MAX_RECORDED_FAILURES = 50
 
 
 class RoundFailedError(EcrecError):
@@ -103,10 +105,14 @@ class RoundLog:
             "decline_reasons": self.declined_by(),
             "failures": len(self.errors),
             "rejected": dict(self.rejected),
+            "failure_reasons": [e[:300] for e in self.errors[:MAX_RECORDED_FAILURES]],
             "skipped": self.skipped,
             "epsilon": {
                 m: d.get("epsilon-spent") for m, d in self.trained.items() if "epsilon-spent" in d
             },
+            "epsilon_accountant": next(
+                (d["accountant"] for d in self.trained.values() if "accountant" in d), None
+            ),
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "wall_seconds": round(time.perf_counter() - self.started, 3),
@@ -118,6 +124,22 @@ class RoundLog:
         if self.skipped:
             parts.insert(0, self.skipped)
         return "; ".join(parts) or "no node answered"
+
+
+#: The setting a node names when it declines a round number its ledger has already
+#: spent (``MerchantNode.run_round``): the update of that round was lost, not refused.
+ALREADY_SPENT_SETTING = "round"
+
+
+def _all_spent(round_log: RoundLog) -> bool:
+    """True if nodes declined the round and every decline says "already spent".
+
+    Such a round can never be completed (no node trains a round number twice), so
+    the run skips it instead of failing every ``--resume`` on it.
+    """
+    return bool(round_log.declines) and all(
+        d.reason.split(":", 1)[0].strip() == ALREADY_SPENT_SETTING for d in round_log.declines
+    )
 
 
 def _is_contribution(msg: Message) -> bool:
@@ -161,12 +183,22 @@ class RoundGrid:
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         messages = list(messages)
-        replies = list(
-            self._grid.send_and_receive(
-                messages, timeout=self.timeout if timeout is None else timeout
-            )
-        )
+        wait = self.timeout if timeout is None else timeout
+        replies = list(self._grid.send_and_receive(messages, timeout=wait))
         if self.current is not None:
+            # The grid gave each message its id when it pushed it. A reply names the
+            # message it answers; the SuperLink itself answers (as node 1) for a node
+            # it found offline, so the node a reply is about is the message's target.
+            target = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+
+            def about(reply: Message) -> int:
+                return target.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+
+            # A node that died (or hung) sends nothing; say so, or the round's record
+            # would show no failure for a node that was asked and never answered.
+            answered = {about(reply) for reply in replies}
+            for node_id in sorted({m.metadata.dst_node_id for m in messages} - answered):
+                self.current.errors.append(f"node {node_id}: no answer within {wait:g} s")
             self.current.bytes_down += sum(_message_bytes(m) for m in messages)
             for reply in replies:
                 self.current.bytes_up += _message_bytes(reply)
@@ -178,9 +210,7 @@ class RoundGrid:
                     if decline is not None:
                         self.current.declines.append(decline)
                     else:
-                        self.current.errors.append(
-                            f"node {reply.metadata.src_node_id}: {reason[:300]}"
-                        )
+                        self.current.errors.append(f"node {about(reply)}: {reason[:300]}")
         return replies
 
 
@@ -495,6 +525,12 @@ def run_federation(grid: Grid, context: Context, *, plan: ServerPlan, quiet: boo
                         f"only {len(round_log.contributors)} merchant(s) trained, fewer than "
                         f"federation.min-trainers={fed.min_trainers}: round not aggregated"
                     )
+                if not round_log.trained and not round_log.skipped and _all_spent(round_log):
+                    round_log.skipped = (
+                        f"every merchant that answered had already spent round {server_round} "
+                        "in its ledger (a resumed run re-asks a round whose updates were lost; "
+                        "a node never trains a round number twice): not aggregated"
+                    )
                 if not round_log.trained and not round_log.skipped:
                     raise RoundFailedError(
                         f"round {server_round} failed: no merchant update was aggregated "
@@ -581,6 +617,7 @@ def default_run_dir() -> Path:
 
 
 __all__ = [
+    "ALREADY_SPENT_SETTING",
     "SERVER_COMPONENT",
     "GuardedSecAggPlusWorkflow",
     "RoundFailedError",
