@@ -10,11 +10,12 @@ merchant's policy refuses is declined before anything leaves the node.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.client import Client, ClientApp, NumPyClient
+from flwr.clientapp.typing import Mod
 from flwr.common import Context
 
 from ecrec.federation.mods import (
@@ -107,17 +108,28 @@ def _text(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def make_client_app() -> ClientApp:
+def make_client_app(*, extra_mods: Sequence[Mod] = ()) -> ClientApp:
     """The ecrec ClientApp. Mods run outside-in: the guard, then SecAgg+, then clipping
     (a reply passes the inner mods first, so client-level clipping happens before
-    SecAgg+ masks the update)."""
+    SecAgg+ masks the update).
+
+    ``extra_mods`` run outside all of them, first to last: simulation scenarios use
+    them to model what happens *to* a node (it drops out, its network fails), never to
+    change what its policy allows. The installed app (``ecrec_client.client_app:app``)
+    has none.
+    """
 
     def client_fn(context: Context) -> Client:
         return MerchantClient(context).to_client()
 
     return ClientApp(
         client_fn=client_fn,
-        mods=[privacy_guard_mod, optional_secaggplus_mod, optional_fixedclipping_mod],
+        mods=[
+            *extra_mods,
+            privacy_guard_mod,
+            optional_secaggplus_mod,
+            optional_fixedclipping_mod,
+        ],
     )
 
 

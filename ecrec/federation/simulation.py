@@ -26,6 +26,7 @@ from ecrec.federation.protocol import SIMULATION_NODES
 from ecrec.federation.server import SERVER_COMPONENT
 
 if TYPE_CHECKING:
+    from flwr.client import ClientApp
     from rich.console import Console
 
     from ecrec.config import RunConfig
@@ -66,14 +67,19 @@ def run_on_simulation_engine(
     num_nodes: int,
     nodes_file: Path,
     client_cpus: float = 1.0,
+    client_app: ClientApp | None = None,
 ) -> None:
-    """Run one federation on the simulation engine; raises what the ServerApp raised."""
+    """Run one federation on the simulation engine; raises what the ServerApp raised.
+
+    ``client_app``: a scenario's ClientApp (the ecrec one with extra mods, see
+    :func:`ecrec.federation.client.make_client_app`); default: the installed one.
+    """
     from flwr.app import Context, RecordDict
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
     server_app = load_component(SERVER_COMPONENT)
-    client_app = load_component(CLIENT_COMPONENT)
+    client_app = client_app or load_component(CLIENT_COMPONENT)
     os.environ[SIMULATION_NODES_ENV] = str(nodes_file)  # Ray workers inherit the environment
     backend_config: dict[str, Any] = {
         "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
@@ -134,8 +140,13 @@ def simulate(
     node_policy: NodePolicy | Path | None = None,
     merchant_budgets: Mapping[str, float] | None = None,
     console: Console | None = None,
+    client_app: ClientApp | None = None,
 ) -> SimulationSummary:
-    """``ecrec simulate``: play every merchant's part, then run the apps in-process."""
+    """``ecrec simulate``: play every merchant's part, then run the apps in-process.
+
+    ``client_app``: a scenario's ClientApp (``ecrec_simulations``); default: the
+    installed ecrec ClientApp.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -198,6 +209,7 @@ def simulate(
                 num_nodes=n_nodes,
                 nodes_file=nodes_file,
                 client_cpus=config.federation.client_cpus,
+                client_app=client_app,
             )
         finally:
             stop.set()
