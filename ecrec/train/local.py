@@ -12,12 +12,9 @@ rate is over units.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -25,12 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ecrec.data.schema import USER_ID
 from ecrec.errors import ConfigError, DataError
 from ecrec.model.ranker import Ranker, resolve_device
+from ecrec.train.noise import _fresh_seed, csprng_normal
+from ecrec.train.steps import _Steps
+from ecrec.train.units import DPUnits, Unit, dp_units
 
 GradSampleMode = Literal["hooks", "ghost"]
-Unit = Literal["user", "row"]
 
 
 @dataclass(frozen=True)
@@ -125,118 +123,6 @@ def plan_round(n_examples: int, config: TrainConfig) -> tuple[float, int]:
     return sample_rate, max(1, math.ceil(epochs * batches_per_epoch))
 
 
-# --------------------------------------------------------------------------- DP units
-
-
-@dataclass(frozen=True)
-class DPUnits:
-    """Which rows train, and which DP unit (shopper or row) each belongs to."""
-
-    rows: np.ndarray  # indices into the frame of the rows kept
-    unit_of_row: np.ndarray  # unit index 0..n_units-1 for each kept row
-    n_units: int
-    unit: Unit
-
-
-def dp_units(frame: pd.DataFrame, *, unit: Unit, max_rows_per_user: int = 32) -> DPUnits:
-    """Group a merchant's rows into DP units.
-
-    ``"row"``: every impression is its own unit. ``"user"``: all of a shopper's rows
-    (``user_id_hash``) form one unit, at most ``max_rows_per_user`` of them; which rows
-    a heavy shopper keeps is a fixed choice seeded by the shopper's id hash, so every
-    round trains on the same rows and nobody outside the node can steer it.
-    """
-    n = len(frame)
-    if unit == "row":
-        idx = np.arange(n)
-        return DPUnits(rows=idx, unit_of_row=idx.copy(), n_units=n, unit="row")
-    if USER_ID not in frame.columns:
-        raise DataError(f"privacy unit 'user' needs a {USER_ID} column (shopper ids)")
-    users = frame[USER_ID].astype(str).to_numpy()
-    if (users == "").any() or pd.isna(frame[USER_ID]).any():
-        raise DataError(f"privacy unit 'user': some rows have no {USER_ID}")
-    keep: list[np.ndarray] = []
-    owner: list[np.ndarray] = []
-    codes, uniques = pd.factorize(users, sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    for u, user in enumerate(uniques):
-        rows = order[bounds[u] : bounds[u + 1]]
-        if len(rows) > max_rows_per_user:
-            rows = np.sort(rows[_keep_order(frame, rows, str(user))[:max_rows_per_user]])
-        keep.append(rows)
-        owner.append(np.full(len(rows), u))
-    return DPUnits(
-        rows=np.concatenate(keep),
-        unit_of_row=np.concatenate(owner),
-        n_units=len(uniques),
-        unit="user",
-    )
-
-
-def _keep_order(frame: pd.DataFrame, rows: np.ndarray, user: str) -> np.ndarray:
-    """A fixed order of one shopper's rows, from a hash of the shopper and each row's
-    content (query and product): the rows kept never depend on where they sit in the file."""
-    columns = [c for c in ("query_id", "product_id", "query", "product_title") if c in frame]
-    parts = frame.iloc[rows][columns].astype(str).agg("\x1f".join, axis=1)
-    keys = [hashlib.sha256(f"{user}\x1f{text}".encode()).digest() for text in parts]
-    return np.array(sorted(range(len(rows)), key=keys.__getitem__))
-
-
-# --------------------------------------------------------------------------- secure noise
-
-
-def csprng_normal(shape: tuple[int, ...], *, std: float, device: Any, dtype: Any) -> Any:
-    """Gaussian noise N(0, std²) drawn from the operating system's CSPRNG.
-
-    Hand-written because Opacus' ``secure_mode`` needs ``torchcsprng``, which no longer
-    builds for current torch. Uniforms come from ``os.urandom`` (53-bit), normals from
-    Box-Muller in float64, and -- as Opacus' secure mode does against floating-point
-    attacks (Holohan & Braghin, arXiv:2107.10138) -- each value is the sum of four
-    draws divided by two.
-    """
-    import torch
-
-    count = int(np.prod(shape)) if shape else 1
-    raw = np.frombuffer(os.urandom(8 * 4 * count), dtype=np.uint64)
-    uniform = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-    u1, u2 = uniform[: 2 * count], uniform[2 * count :]
-    radius = np.sqrt(-2.0 * np.log(u1))
-    normals = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
-    value = normals.reshape(4, count).sum(axis=0) / 2.0 * std
-    return torch.from_numpy(value.reshape(shape)).to(device=device, dtype=dtype)
-
-
-def _use_secure_noise(optimizer: Any) -> None:
-    """Make an Opacus DP optimizer draw its noise from :func:`csprng_normal`."""
-    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
-
-    base = type(optimizer)
-
-    class SecureNoise(base):  # type: ignore[misc, valid-type]
-        def add_noise(self) -> None:  # same contract as Opacus' DPOptimizer.add_noise
-            for p in self.params:
-                _check_processed_flag(p.summed_grad)
-                noise = csprng_normal(
-                    tuple(p.summed_grad.shape),
-                    std=self.noise_multiplier * self.max_grad_norm,
-                    device=p.summed_grad.device,
-                    dtype=p.summed_grad.dtype,
-                )
-                p.grad = (p.summed_grad + noise).view_as(p)
-                _mark_as_processed(p.summed_grad)
-
-    SecureNoise.__name__ = f"SecureNoise{base.__name__}"
-    optimizer.__class__ = SecureNoise
-
-
-# --------------------------------------------------------------------------- training
-
-
-def _fresh_seed() -> int:
-    return int.from_bytes(os.urandom(8), "big") >> 1
-
-
 def train_local(
     ranker: Ranker,
     frame: pd.DataFrame,
@@ -317,228 +203,14 @@ def train_local(
     )
 
 
-@dataclass
-class _Steps:
-    """The step loop shared by the three ways of training (plain, per-unit DP, ghost)."""
-
-    inputs: dict[str, Any]
-    targets: Any
-    device: str
-    steps: int
-    on_step: Callable[[int, int, float], None] | None
-    proximal: tuple[list[Any], list[Any], float] | None
-
-    def _batch(self, rows: Any) -> tuple[dict[str, Any], Any]:
-        return {k: v[rows].to(self.device) for k, v in self.inputs.items()}, self.targets[rows].to(
-            self.device
-        )
-
-    def _after_step(self, step: int, loss: float, losses: list[float]) -> None:
-        import torch
-
-        if self.proximal is not None:
-            # FedProx's pull w -= lr*mu*(w - w0), applied after the DP step (hand-written:
-            # under DP a proximal term in the loss would be dropped, since only clipped
-            # per-sample data gradients survive; the pull uses no data, so it is
-            # post-processing and costs no privacy).
-            params, anchor, rate = self.proximal
-            with torch.no_grad():
-                for param, start in zip(params, anchor, strict=True):
-                    param.sub_(rate * (param - start))
-        losses.append(loss)
-        if self.on_step is not None:
-            self.on_step(step, self.steps, loss)
-
-    def _unit_batches(self, loader: Any) -> Iterator[Any]:
-        """Exactly ``steps`` Poisson batches, cycling the loader."""
-        produced = 0
-        while produced < self.steps:
-            for batch in loader:
-                if produced >= self.steps:
-                    return
-                produced += 1
-                yield batch
-
-    def plain(self, module: Any, optimizer: Any, *, batch_size: int, seed: int) -> list[float]:
-        """Non-private baseline training: shuffled mini-batches, mean BCE."""
-        import torch
-        from torch.utils.data import DataLoader
-
-        n = len(self.targets)
-        generator = torch.Generator().manual_seed(seed)
-        loader = DataLoader(
-            range(n), batch_size=min(batch_size, n), shuffle=True, generator=generator
-        )
-        criterion = torch.nn.BCEWithLogitsLoss()
-        losses: list[float] = []
-        for step, rows in enumerate(self._unit_batches(loader), 1):
-            batch, target = self._batch(rows)
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(module(**batch), target)
-            loss.backward()
-            optimizer.step()
-            self._after_step(step, float(loss.detach()), losses)
-        return losses
-
-    def per_unit(
-        self,
-        module: Any,
-        optimizer: Any,
-        groups: DPUnits,
-        *,
-        config: TrainConfig,
-        sigma: float,
-        seed: int,
-    ) -> list[float]:
-        """DP-SGD where one DP sample is one unit (a shopper's rows, or one row).
-
-        Opacus' hooks give per-row gradients; rows of the same unit are summed into
-        one per-unit gradient (hand-written: Opacus has no notion of a sample spanning
-        several rows) and Opacus' DP optimizer then clips each unit once, adds the
-        noise and averages over the expected number of units.
-        """
-        import torch
-        from opacus.data_loader import DPDataLoader
-        from opacus.grad_sample import GradSampleModule
-        from opacus.optimizers import DPOptimizer
-        from torch.utils.data import DataLoader, TensorDataset
-
-        unit_loader = DataLoader(
-            TensorDataset(torch.arange(groups.n_units)),
-            batch_size=min(config.batch_size, groups.n_units),
-            generator=torch.Generator().manual_seed(seed),
-        )
-        poisson = DPDataLoader.from_data_loader(unit_loader)
-        expected = max(1, int(groups.n_units * poisson.sample_rate))
-        rows_of_unit = _rows_by_unit(groups)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Secure RNG.*")
-            gsm = GradSampleModule(module, batch_first=True, loss_reduction="sum", strict=False)
-            dp_optimizer = DPOptimizer(
-                optimizer,
-                noise_multiplier=sigma,
-                max_grad_norm=config.max_grad_norm,
-                expected_batch_size=expected,
-                loss_reduction="mean",
-                generator=torch.Generator(device=self.device).manual_seed(seed + 1)
-                if config.seed is not None
-                else None,
-            )
-        if config.seed is None:
-            _use_secure_noise(dp_optimizer)
-        criterion = torch.nn.BCEWithLogitsLoss(reduction="sum")
-        trainable = [p for p in module.parameters() if p.requires_grad]
-        losses: list[float] = []
-        try:
-            with warnings.catch_warnings():
-                # Expected when only adapters train (inputs need no grad); not actionable.
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                for step, (units,) in enumerate(self._unit_batches(poisson), 1):
-                    dp_optimizer.zero_grad(set_to_none=True)
-                    if len(units) == 0:
-                        # An empty Poisson batch: the step would release only noise.
-                        # Skipping it is conservative (the ledger still counts it).
-                        continue
-                    rows = torch.cat([rows_of_unit[int(u)] for u in units])
-                    owner = torch.cat(
-                        [torch.full((len(rows_of_unit[int(u)]),), i) for i, u in enumerate(units)]
-                    ).to(self.device)
-                    batch, target = self._batch(rows)
-                    loss = criterion(gsm(**batch), target)
-                    loss.backward()
-                    for p in trainable:
-                        per_row = p.grad_sample
-                        p.grad_sample = torch.zeros(
-                            (len(units), *per_row.shape[1:]),
-                            dtype=per_row.dtype,
-                            device=per_row.device,
-                        ).index_add_(0, owner, per_row)
-                    dp_optimizer.step()
-                    self._after_step(step, float(loss.detach()) / len(rows), losses)
-        finally:
-            gsm._close()
-            for param in trainable:
-                param.grad = None  # the last noisy gradient must not linger on the model
-        return losses
-
-    def ghost(
-        self, module: Any, optimizer: Any, *, config: TrainConfig, sigma: float, seed: int
-    ) -> list[float]:
-        """Row-level DP-SGD with Opacus' ghost clipping (no per-sample gradients stored)."""
-        import torch
-        from opacus import PrivacyEngine
-        from torch.utils.data import DataLoader, TensorDataset
-
-        names = list(self.inputs)
-        dataset = TensorDataset(*(self.inputs[k] for k in names), self.targets)
-        loader = DataLoader(
-            dataset,
-            batch_size=min(config.batch_size, len(dataset)),
-            generator=torch.Generator().manual_seed(seed),
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Secure RNG.*")
-            engine = PrivacyEngine(accountant="rdp")
-        wrapped, dp_optimizer, criterion, poisson = engine.make_private(
-            module=_Positional(module, names),
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=sigma,
-            max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True,
-            grad_sample_mode="ghost",
-            criterion=torch.nn.BCEWithLogitsLoss(),
-            noise_generator=torch.Generator(device=self.device).manual_seed(seed + 1)
-            if config.seed is not None
-            else None,
-        )
-        if config.seed is None:
-            _use_secure_noise(dp_optimizer)
-        losses: list[float] = []
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                for step, (*tensors, target) in enumerate(self._unit_batches(poisson), 1):
-                    dp_optimizer.zero_grad(set_to_none=True)
-                    if len(target) == 0:
-                        continue
-                    loss = criterion(
-                        wrapped(*(t.to(self.device) for t in tensors)), target.to(self.device)
-                    )
-                    loss.backward()
-                    dp_optimizer.step()
-                    self._after_step(step, float(loss.detach()), losses)
-        finally:
-            remove = getattr(wrapped, "_close", None) or getattr(wrapped, "remove_hooks", None)
-            if remove is not None:
-                remove()
-            for param in module.parameters():
-                param.grad = None
-        return losses
-
-
-def _rows_by_unit(groups: DPUnits) -> list[Any]:
-    import torch
-
-    order = np.argsort(groups.unit_of_row, kind="stable")
-    bounds = np.searchsorted(groups.unit_of_row[order], np.arange(groups.n_units + 1))
-    return [torch.as_tensor(order[bounds[u] : bounds[u + 1]]) for u in range(groups.n_units)]
-
-
-def _positional_module(module: Any, names: list[str]) -> Any:
-    import torch
-
-    class Positional(torch.nn.Module):
-        """Opacus' ghost clipping feeds a batch positionally; the ranker takes keywords."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = module
-
-        def forward(self, *tensors: Any) -> Any:
-            return self.inner(**dict(zip(names, tensors, strict=True)))
-
-    return Positional()
-
-
-_Positional = _positional_module
+__all__ = [
+    "DPUnits",
+    "GradSampleMode",
+    "TrainConfig",
+    "TrainResult",
+    "Unit",
+    "csprng_normal",
+    "dp_units",
+    "plan_round",
+    "train_local",
+]

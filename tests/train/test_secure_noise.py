@@ -17,7 +17,7 @@ from scipy import stats
 
 from ecrec.data.schema import USER_ID
 from ecrec.model.ranker import Ranker
-from ecrec.train import local
+from ecrec.train import noise, steps
 from ecrec.train.local import TrainConfig, csprng_normal, train_local
 
 DRAWS = 100_000
@@ -95,7 +95,7 @@ def _shoppers_frame() -> pd.DataFrame:
 def noise_calls(monkeypatch) -> dict[str, list]:
     """The optimizer classes made secure, and every csprng_normal draw's (shape, std)."""
     calls: dict[str, list] = {"secured": [], "draws": []}
-    make_secure, draw = local._use_secure_noise, local.csprng_normal
+    make_secure, draw = noise._use_secure_noise, noise.csprng_normal
 
     def spy_secure(optimizer) -> None:
         make_secure(optimizer)
@@ -105,8 +105,8 @@ def noise_calls(monkeypatch) -> dict[str, list]:
         calls["draws"].append((shape, std))
         return draw(shape, std=std, device=device, dtype=dtype)
 
-    monkeypatch.setattr(local, "_use_secure_noise", spy_secure)
-    monkeypatch.setattr(local, "csprng_normal", spy_draw)
+    monkeypatch.setattr(steps, "_use_secure_noise", spy_secure)  # where the loops call it
+    monkeypatch.setattr(noise, "csprng_normal", spy_draw)
     return calls
 
 
