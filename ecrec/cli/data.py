@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ecrec.cli.args import fraction, non_negative_int, positive_float, positive_int
 from ecrec.data.io import check_output_dir, check_user_path, publish_data_dir
 from ecrec.data.schema import MANIFEST_FILE
 from ecrec.data.synth import Marketplace, SynthConfig, config_help, synthesize, write_marketplace
@@ -71,46 +72,6 @@ def _summarise(marketplace: Marketplace, written: list[str], out: Path) -> None:
         f"({len(marketplace.merchants)} merchants, {merchant_rows} merchant rows, "
         f"{len(marketplace.validation)} validation rows; see {out / MANIFEST_FILE})"
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
-    return value
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -258,28 +219,28 @@ def _add_synth(data_sub: Any) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     parser.add_argument(
-        "--merchants", type=_positive_int, default=defaults["merchants"], help=helps["merchants"]
+        "--merchants", type=positive_int, default=defaults["merchants"], help=helps["merchants"]
     )
     parser.add_argument(
         "--queries-per-merchant",
-        type=_positive_int,
+        type=positive_int,
         default=defaults["queries_per_merchant"],
         help=helps["queries_per_merchant"],
     )
     parser.add_argument(
         "--candidates",
-        type=_positive_int,
+        type=positive_int,
         default=defaults["candidates_per_query"],
         help=helps["candidates_per_query"],
     )
     parser.add_argument(
         "--validation-queries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=defaults["validation_queries"],
         help=helps["validation_queries"],
     )
     parser.add_argument(
-        "--seed", type=_non_negative_int, default=defaults["seed"], help=helps["seed"]
+        "--seed", type=non_negative_int, default=defaults["seed"], help=helps["seed"]
     )
     parser.add_argument("--salt", default=defaults["user_id_salt"], help=helps["user_id_salt"])
     parser.add_argument(
@@ -325,15 +286,15 @@ def _add_import(data_sub: Any) -> None:
         help="skew merchant sizes (query, default) or category mixes (category)",
     )
     parser.add_argument(
-        "--merchants", type=_positive_int, default=4, help="merchants for a Dirichlet split"
+        "--merchants", type=positive_int, default=4, help="merchants for a Dirichlet split"
     )
     parser.add_argument(
         "--alpha",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         help="Dirichlet concentration: small is skewed, large is even (default 0.5)",
     )
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     parser.add_argument(
         "--hash-key-file",
         metavar="FILE",
@@ -349,7 +310,7 @@ def _add_import(data_sub: Any) -> None:
     )
     parser.add_argument(
         "--validation-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.1,
         help="share of each merchant's queries held out for validation (default 0.1)",
     )

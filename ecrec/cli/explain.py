@@ -12,19 +12,9 @@ import argparse
 import sys
 from typing import Any
 
-from ecrec.cli.args import one_line_errors, round_number
+from ecrec.cli.args import one_line_errors, positive_int, round_number
 
 _EXAMPLE = "example: ecrec explain runs/20260101-120000 --queries 5 --top-k 3"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -42,10 +32,14 @@ def register(subparsers: Any) -> None:
     one_line_errors(parser)
     parser.add_argument("run", metavar="RUN", help="run folder (from ecrec simulate or the server)")
     parser.add_argument(
-        "--queries", type=_positive, default=5, metavar="N", help="validation queries to sample"
+        "--queries", type=positive_int, default=5, metavar="N", help="validation queries to sample"
     )
     parser.add_argument(
-        "--top-k", type=_positive, default=3, metavar="K", help="top products explained per query"
+        "--top-k",
+        type=positive_int,
+        default=3,
+        metavar="K",
+        help="top products explained per query",
     )
     parser.add_argument(
         "--round",
@@ -57,7 +51,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="query sampling seed")
     parser.add_argument(
         "--max-evals",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_MAX_EVALS,
         metavar="E",
         help=f"model calls per token explanation (default {DEFAULT_MAX_EVALS}; more = finer)",

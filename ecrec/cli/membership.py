@@ -14,25 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value
+from ecrec.cli.args import non_negative_int, open_fraction
 
 
 def add_audit_options(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +26,7 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--audit-holdout",
-        type=_share,
+        type=open_fraction,
         metavar="F",
         help="share of the audited merchant's shoppers held out of its training file "
         "(default 0.5 when --canaries is given; off otherwise)",
@@ -53,19 +35,25 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
         "--audit-merchant", metavar="ID", default="", help="merchant to audit (default: largest)"
     )
     group.add_argument(
-        "--canaries", type=_count, default=0, metavar="K", help="canaries to plant (default 0)"
+        "--canaries",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help="canaries to plant (default 0)",
     )
     group.add_argument(
-        "--canary-repeats", type=_count, default=1, metavar="R", help="rows per canary"
+        "--canary-repeats", type=non_negative_int, default=1, metavar="R", help="rows per canary"
     )
     group.add_argument(
         "--canary-references",
-        type=_count,
+        type=non_negative_int,
         default=199,
         metavar="N",
         help="never-inserted candidates each canary is ranked among (default 199)",
     )
-    group.add_argument("--audit-seed", type=_count, default=0, metavar="S", help="split seed")
+    group.add_argument(
+        "--audit-seed", type=non_negative_int, default=0, metavar="S", help="split seed"
+    )
 
 
 def plant_from_args(

@@ -211,22 +211,9 @@ class HybridRanker:
         """Load head weights; refuses missing, unexpected, mis-shaped or non-finite entries."""
         import torch
 
-        expected = self.adapter_state()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ModelError(
-                f"adapter state mismatch: {len(missing)} missing (e.g. {missing[:1]}), "
-                f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
-            )
-        for name, array in state.items():
-            if tuple(np.shape(array)) != expected[name].shape:
-                raise ModelError(
-                    f"adapter state mismatch: {name} has shape {tuple(np.shape(array))}, "
-                    f"expected {expected[name].shape}"
-                )
-            if not np.all(np.isfinite(array)):
-                raise ModelError(f"adapter state has non-finite values in {name}")
+        from ecrec.model.ranker import check_adapter_state
+
+        check_adapter_state(self.adapter_state(), state)
         self.model["head"].load_state_dict(
             {
                 name.removeprefix("head."): torch.as_tensor(

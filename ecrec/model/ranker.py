@@ -150,6 +150,28 @@ def _load_base(config: RankerConfig) -> tuple[Any, Any]:
         return model, tokenizer
 
 
+def check_adapter_state(
+    expected: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]
+) -> None:
+    """Refuse adapter state that does not fit: missing, unexpected or mis-shaped entries,
+    or non-finite values (both architectures load through this one check)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelError(
+            f"adapter state mismatch: {len(missing)} missing (e.g. {missing[:1]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+        )
+    for name, array in state.items():
+        if tuple(np.shape(array)) != expected[name].shape:
+            raise ModelError(
+                f"adapter state mismatch: {name} has shape {tuple(np.shape(array))}, "
+                f"expected {expected[name].shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ModelError(f"adapter state has non-finite values in {name}")
+
+
 #: Highest graded relevance (0..3 in the data contract); soft target = relevance / this.
 MAX_RELEVANCE = 3.0
 
@@ -353,22 +375,7 @@ class Ranker:
         import torch
         from peft import set_peft_model_state_dict
 
-        expected = self.adapter_state()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ModelError(
-                f"adapter state mismatch: {len(missing)} missing (e.g. {missing[:1]}), "
-                f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
-            )
-        for name, array in state.items():
-            if tuple(np.shape(array)) != expected[name].shape:
-                raise ModelError(
-                    f"adapter state mismatch: {name} has shape {tuple(np.shape(array))}, "
-                    f"expected {expected[name].shape}"
-                )
-            if not np.all(np.isfinite(array)):
-                raise ModelError(f"adapter state has non-finite values in {name}")
+        check_adapter_state(self.adapter_state(), state)
         device = self.device
         tensors = {
             name: torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
