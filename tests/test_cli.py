@@ -105,3 +105,33 @@ def test_train_command_spends_and_then_refuses(
     assert "declined" in err and err.count("\n") == 0
     after = PrivacyLedger.load(ledger_path, key_file=key)
     assert after.rounds == [1] and after.spent_epsilon() == spent
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand of ``ecrec``, as argv prefixes."""
+    import argparse
+
+    from ecrec.cli import build_parser
+
+    paths: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    paths.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_command_prints_its_help(path: list[str], capsys) -> None:
+    """argparse formats help text with %: one stray '%' in a help string is a traceback."""
+    from ecrec.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*path, "--help"])
+    assert info.value.code == 0
+    assert "usage:" in capsys.readouterr().out

@@ -115,7 +115,7 @@ def _register_audit(commands: Any) -> None:
     audit = one_line_errors(
         commands.add_parser(
             "audit",
-            help="membership-inference attack on a run's global ranker (AUC, TPR at 1% FPR, "
+            help="membership-inference attack on a run's global ranker (AUC, TPR at 1%% FPR, "
             "canary exposure)",
             description=(
                 "Attack the run's global ranker: tell the audited merchant's training rows "
