@@ -358,6 +358,13 @@ hostile_text = st.text(
     alphabet=st.sampled_from(list("ab1234567890 +-.()@:/#,x\u200b\t")) | st.characters(),
     max_size=80,
 )
+#: The same, as text a data frame can hold: pandas' string columns are UTF-8, so a lone
+#: surrogate cannot even be put in one (and the importers never produce one).
+frame_text = st.text(
+    alphabet=st.sampled_from(list("ab1234567890 +-.()@:/#,x\u200b\t"))
+    | st.characters(codec="utf-8"),
+    max_size=80,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -532,7 +539,7 @@ def test_check_desensitised_passes_the_synthetic_marketplace() -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.one_of(hostile_text, st.sampled_from([t for t, _ in CAUGHT] + KEPT)),
+        st.one_of(frame_text, st.sampled_from([t for t, _ in CAUGHT] + KEPT)),
         min_size=1,
         max_size=30,
     )
