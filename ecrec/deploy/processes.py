@@ -32,7 +32,6 @@ import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,8 +42,16 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-#: Colon-separated tags of every supervisor above a process.
-TAG_VARIABLE = "ECREC_PROCESS_TAGS"
+from ecrec.deploy.ports import ChildFailed, free_port, port_in_use, wait_until
+from ecrec.deploy.process_table import (
+    TAG_VARIABLE,
+    ProcessInfo,
+    _alive,
+    _signal,
+    descendants,
+    list_processes,
+    tagged_processes,
+)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,115 +68,6 @@ class Interrupted(KeyboardInterrupt):
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name
-
-
-# --------------------------------------------------------------------------- process table
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pid: int
-    ppid: int
-    state: str
-    cmdline: str
-
-
-def _proc_stat(pid: int) -> tuple[int, str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return int(rest[1]), rest[0]
-
-
-def list_processes() -> list[ProcessInfo]:
-    """Every visible process (Linux ``/proc``; ``ps`` elsewhere)."""
-    proc = Path("/proc")
-    out: list[ProcessInfo] = []
-    if proc.is_dir():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            stat = _proc_stat(pid)
-            if stat is None:
-                continue
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                cmd = ""
-            out.append(ProcessInfo(pid, stat[0], stat[1], cmd.strip()))
-        return out
-    try:  # pragma: no cover - non-Linux
-        text = subprocess.run(
-            ["ps", "-A", "-o", "pid=,ppid=,stat=,command="],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return out
-    for line in text.splitlines():  # pragma: no cover - non-Linux
-        parts = line.split(None, 3)
-        if len(parts) >= 3:
-            out.append(
-                ProcessInfo(
-                    int(parts[0]), int(parts[1]), parts[2][:1], parts[3] if len(parts) > 3 else ""
-                )
-            )
-    return out
-
-
-def _has_tag(pid: int, tag: str) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    for item in environ.split(b"\0"):
-        if item.startswith(TAG_VARIABLE.encode() + b"="):
-            return tag.encode() in item.split(b"=", 1)[1].split(b":")
-    return False
-
-
-def tagged_processes(tag: str) -> list[ProcessInfo]:
-    """Live (non-zombie) processes carrying ``tag``, however they were started."""
-    me = os.getpid()
-    return [p for p in list_processes() if p.pid != me and p.state != "Z" and _has_tag(p.pid, tag)]
-
-
-def descendants(pid: int, table: Sequence[ProcessInfo] | None = None) -> list[ProcessInfo]:
-    """Live descendants of ``pid`` (children first found, breadth first)."""
-    table = list_processes() if table is None else table
-    children: dict[int, list[ProcessInfo]] = {}
-    for info in table:
-        children.setdefault(info.ppid, []).append(info)
-    out: list[ProcessInfo] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(0), []):
-            if child.state != "Z":
-                out.append(child)
-            queue.append(child.pid)
-    return out
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    stat = _proc_stat(pid)
-    if stat is not None:
-        return stat[1] != "Z"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover
-        return True
-    return not Path("/proc").is_dir()
 
 
 # --------------------------------------------------------------------------- children
@@ -450,51 +348,6 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True if something already listens on ``host:port`` (bind test, no traffic sent)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def wait_until(
-    check: Callable[[], bool],
-    *,
-    timeout: float,
-    interval: float = 0.5,
-    abort: Callable[[], str | None] | None = None,
-) -> bool:
-    """Poll ``check`` until true or ``timeout``; ``abort`` returning text stops early (raises)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if abort is not None and (reason := abort()):
-            raise ChildFailed(reason)
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-class ChildFailed(RuntimeError):
-    """A supervised process ended when it should not have."""
 
 
 __all__ = [

@@ -21,28 +21,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Message
-from flwr.common import Context, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.app import ConfigRecord
+from flwr.common import Context, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.logger import FLOWER_LOGGER
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
-from flwr.common.secure_aggregation.secaggplus_constants import Key as SecAggKey
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import Grid, LegacyContext, ServerConfig
-from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat.app_utils import start_update_client_manager_thread
-from flwr.server.strategy import (
-    DifferentialPrivacyClientSideFixedClipping,
-    FedAdam,
-    FedAvg,
-    FedProx,
-    Strategy,
-)
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.server.workflow.default_workflows import default_fit_workflow
@@ -53,165 +43,25 @@ from ecrec.federation.protocol import (
     ECREC_CONFIG,
     SERVER_ROUND,
     SIMULATION_NODES,
-    Decline,
-    parse_decline,
+)
+from ecrec.federation.rounds import (
+    ALREADY_SPENT_SETTING,
+    RoundFailedError,
+    RoundGrid,
+    RoundLog,
+    _all_spent,
 )
 from ecrec.federation.screening import screen_updates
+from ecrec.federation.strategies import (
+    make_strategy,
+    restore_strategy,
+    strategy_arrays,
+)
 from ecrec.pipeline import RoundPipeline
 from ecrec.runfolder import RunFolder
 
 log = logging.getLogger("ecrec.server")
 SERVER_COMPONENT = "ecrec_server.server_app:app"
-#: Strategy attributes that carry state between rounds (FedAdam / FedOpt).
-STRATEGY_STATE = ("current_weights", "m_t", "v_t")
-#: At most this many failures are spelled out in a round's record (all are counted).
-MAX_RECORDED_FAILURES = 50
-
-
-class RoundFailedError(EcrecError):
-    """A round ended without an aggregated update and the run cannot go on."""
-
-    exit_code = 1
-
-
-# --------------------------------------------------------------------------- what a round saw
-
-
-@dataclass
-class RoundLog:
-    """What the server learnt about one round from the nodes' answers."""
-
-    server_round: int
-    trained: dict[str, dict[str, Any]] = field(default_factory=dict)  # merchant -> disclosed
-    declines: list[Decline] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # failures that were not declines
-    rejected: dict[str, str] = field(default_factory=dict)  # plain mode: dropped updates
-    contributors: set[int] = field(default_factory=set)  # nodes whose update arrived
-    bytes_up: int = 0
-    bytes_down: int = 0
-    skipped: str | None = None  # why the round was not aggregated, if it was refused
-    aggregated: bool = False
-    started: float = field(default_factory=time.perf_counter)
-
-    def declined_by(self) -> dict[str, str]:
-        return {d.merchant: d.reason for d in self.declines}
-
-    def record(self) -> dict[str, Any]:
-        """The round's federation fields in ``metrics.jsonl``."""
-        return {
-            "clients": len(self.trained) + len(self.declines),
-            "trained": sorted(self.trained),
-            "declined": sorted(self.declined_by()),
-            "decline_reasons": self.declined_by(),
-            "failures": len(self.errors),
-            "rejected": dict(self.rejected),
-            "failure_reasons": [e[:300] for e in self.errors[:MAX_RECORDED_FAILURES]],
-            "skipped": self.skipped,
-            "epsilon": {
-                m: d.get("epsilon-spent") for m, d in self.trained.items() if "epsilon-spent" in d
-            },
-            "epsilon_accountant": next(
-                (d["accountant"] for d in self.trained.values() if "accountant" in d), None
-            ),
-            "bytes_up": self.bytes_up,
-            "bytes_down": self.bytes_down,
-            "wall_seconds": round(time.perf_counter() - self.started, 3),
-        }
-
-    def why_nothing(self) -> str:
-        parts = [f"{d.merchant}: {d.reason}" for d in self.declines]
-        parts += self.errors[:3]
-        if self.skipped:
-            parts.insert(0, self.skipped)
-        return "; ".join(parts) or "no node answered"
-
-
-#: The setting a node names when it declines a round number its ledger has already
-#: spent (``MerchantNode.run_round``): the update of that round was lost, not refused.
-ALREADY_SPENT_SETTING = "round"
-
-
-def _all_spent(round_log: RoundLog) -> bool:
-    """True if nodes declined the round and every decline says "already spent".
-
-    Such a round can never be completed (no node trains a round number twice), so
-    the run skips it instead of failing every ``--resume`` on it.
-    """
-    return bool(round_log.declines) and all(
-        d.reason.split(":", 1)[0].strip() == ALREADY_SPENT_SETTING for d in round_log.declines
-    )
-
-
-def _is_contribution(msg: Message) -> bool:
-    """A node's trained update: a masked vector (SecAgg+) or a plain fit reply's arrays."""
-    if msg.has_error():
-        return False
-    configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
-    if configs is not None:
-        return SecAggKey.MASKED_PARAMETERS in configs
-    return any(len(record) for record in msg.content.array_records.values())
-
-
-def _message_bytes(msg: Message) -> int:
-    """Bytes of arrays and byte strings in a message (what dominates the wire size)."""
-    total = 0
-    if msg.has_error():
-        return 0
-    for record in msg.content.array_records.values():
-        total += sum(int(np.asarray(a.numpy()).nbytes) for a in record.values())
-    for record in msg.content.config_records.values():
-        for value in record.values():
-            if isinstance(value, bytes):
-                total += len(value)
-            elif isinstance(value, list):
-                total += sum(len(v) for v in value if isinstance(v, bytes))
-    return total
-
-
-class RoundGrid:
-    """A Grid that bounds every exchange by a timeout and records what came back."""
-
-    def __init__(self, grid: Grid, *, timeout: float) -> None:
-        self._grid = grid
-        self.timeout = timeout
-        self.current: RoundLog | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grid, name)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        messages = list(messages)
-        wait = self.timeout if timeout is None else timeout
-        replies = list(self._grid.send_and_receive(messages, timeout=wait))
-        if self.current is not None:
-            # The grid gave each message its id when it pushed it. A reply names the
-            # message it answers; the SuperLink itself answers (as node 1) for a node
-            # it found offline, so the node a reply is about is the message's target.
-            target = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
-
-            def about(reply: Message) -> int:
-                return target.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
-
-            # A node that died (or hung) sends nothing; say so, or the round's record
-            # would show no failure for a node that was asked and never answered.
-            answered = {about(reply) for reply in replies}
-            for node_id in sorted({m.metadata.dst_node_id for m in messages} - answered):
-                self.current.errors.append(f"node {node_id}: no answer within {wait:g} s")
-            self.current.bytes_down += sum(_message_bytes(m) for m in messages)
-            for reply in replies:
-                self.current.bytes_up += _message_bytes(reply)
-                if _is_contribution(reply):
-                    self.current.contributors.add(reply.metadata.src_node_id)
-                if reply.has_error():
-                    reason = str(reply.error.reason)
-                    decline = parse_decline(reason)
-                    if decline is not None:
-                        self.current.declines.append(decline)
-                    else:
-                        self.current.errors.append(f"node {about(reply)}: {reason[:300]}")
-        return replies
 
 
 class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
@@ -233,110 +83,6 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
             )
             return False
         return super().unmask_stage(grid, context, state)
-
-
-# --------------------------------------------------------------------------- strategy
-
-
-def make_strategy(
-    config: RunConfig,
-    *,
-    initial: list[np.ndarray],
-    rounds: dict[int, RoundLog],
-    fit_config: Callable[[int], dict[str, Any]],
-) -> Strategy:
-    """The configured Flower strategy; it records what nodes disclose and refuses to
-    aggregate fewer than ``min-trainers`` updates (plain mode checks them first)."""
-    fed = config.federation
-    base_cls: type[FedAvg] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}[
-        fed.strategy
-    ]
-
-    class RecordingStrategy(base_cls):  # type: ignore[misc, valid-type]
-        def aggregate_fit(
-            self,
-            server_round: int,
-            results: list[tuple[ClientProxy, FitRes]],
-            failures: list[Any],
-        ) -> tuple[Parameters | None, dict[str, Any]]:
-            round_log = rounds[server_round]
-            if not fed.secagg:
-                reference = parameters_to_ndarrays(self._current_parameters)
-                results, dropped = screen_updates(
-                    results,
-                    reference=reference,
-                    weighting=fed.weighting,
-                    max_weight=fed.max_weight,
-                )
-                round_log.errors.extend(f"rejected {d}" for d in dropped)
-                round_log.rejected.update((d.merchant, d.reason) for d in dropped)
-            for proxy, res in results:
-                merchant = str(res.metrics.get("merchant", proxy.node_id))
-                round_log.trained[merchant] = dict(res.metrics)
-            if len(results) < fed.min_trainers:
-                round_log.skipped = (
-                    f"only {len(results)} merchant(s) trained, fewer than "
-                    f"federation.min-trainers={fed.min_trainers}: round not aggregated"
-                )
-                return None, {}
-            aggregated, metrics = super().aggregate_fit(server_round, results, failures)
-            if aggregated is not None:
-                round_log.aggregated = True
-                self._current_parameters = aggregated
-            return aggregated, metrics
-
-    kwargs: dict[str, Any] = dict(
-        fraction_fit=1.0,
-        fraction_evaluate=0.0,
-        min_fit_clients=fed.min_clients,
-        min_evaluate_clients=0,
-        min_available_clients=fed.min_clients,
-        on_fit_config_fn=fit_config,
-        # Per-node answers are recorded above; Flower's history only needs the count.
-        fit_metrics_aggregation_fn=lambda results: {"trained": len(results)},
-        initial_parameters=ndarrays_to_parameters(initial),
-    )
-    if fed.strategy == "fedprox":
-        kwargs["proximal_mu"] = fed.proximal_mu
-    if fed.strategy == "fedadam":
-        kwargs["eta"] = fed.server_learning_rate
-    strategy: Strategy = RecordingStrategy(**kwargs)
-    strategy._current_parameters = ndarrays_to_parameters(initial)  # type: ignore[attr-defined]
-    if fed.client_dp:
-        strategy = DifferentialPrivacyClientSideFixedClipping(
-            strategy,
-            noise_multiplier=fed.client_noise_multiplier,
-            clipping_norm=fed.client_clipping_norm,
-            num_sampled_clients=fed.min_clients,
-        )
-    return strategy
-
-
-def _inner(strategy: Strategy) -> Strategy:
-    return getattr(strategy, "strategy", strategy)  # the DP wrapper keeps the real one inside
-
-
-def strategy_arrays(strategy: Strategy) -> dict[str, np.ndarray]:
-    """The strategy's state between rounds, as named arrays (FedAdam's moments)."""
-    inner = _inner(strategy)
-    out: dict[str, np.ndarray] = {}
-    for attr in STRATEGY_STATE:
-        value = getattr(inner, attr, None)
-        if isinstance(value, list) and value:
-            for i, array in enumerate(value):
-                out[f"{attr}.{i}"] = np.asarray(array)
-    return out
-
-
-def restore_strategy(strategy: Strategy, arrays: Mapping[str, np.ndarray]) -> None:
-    """Put saved state back, so a resumed FedAdam run continues its moments."""
-    inner = _inner(strategy)
-    for attr in STRATEGY_STATE:
-        items = sorted(
-            ((int(k.split(".", 1)[1]), v) for k, v in arrays.items() if k.split(".", 1)[0] == attr),
-        )
-        if items:
-            setattr(inner, attr, [np.asarray(v) for _, v in items])
 
 
 # --------------------------------------------------------------------------- the run
