@@ -605,3 +605,10 @@ def test_real_home_improvement_titles_are_not_masked() -> None:
 
 def test_user_ids_with_odd_unicode_hash_without_crashing() -> None:
     assert USER_ID_HASH_PATTERN.fullmatch(hash_user_id("\ud800broken", key=KEY))
+
+
+def test_a_grouped_card_is_masked_whole_not_split_by_a_00_phone_pattern() -> None:
+    """Hypothesis found it: "0010 0000 02" inside this Luhn-valid card looked like a
+    00-prefixed international number, so the card's first eight digits survived."""
+    assert luhn_valid("300000000010000002")
+    assert mask_text("card 3000 0000 0010 0000 02 thanks") == f"card {CARD_TOKEN} thanks"

@@ -11,8 +11,9 @@ from ecrec.data.desensitize.addresses import _ADDRESSES, _CONTEXT_TYPES, _PLAIN_
 from ecrec.data.desensitize.detectors import _EMAIL, _HIDDEN, _IPV4, _IPV6, _NUMBERS, _Detector
 
 #: Every detector, in masking order: hidden characters first (they could split a
-#: pattern), then e-mails and IPs (which contain digits), international phones
-#: before cards ("+4915112345678" is a phone), the rest, and addresses last.
+#: pattern), then e-mails and IPs (which contain digits), "+" international phones
+#: before cards ("+4915112345678" is a phone), cards before "00" phones, the rest,
+#: and addresses last.
 _DETECTORS: tuple[_Detector, ...] = (_HIDDEN, _EMAIL, _IPV6, _IPV4, *_NUMBERS, *_ADDRESSES)
 
 # Pre-filters in RE2 syntax, for Arrow's vectorised matcher: each is a superset
