@@ -69,6 +69,8 @@ def read_document(ranker: ExplainableRanker, query: str, document: str) -> str:
     used only when it tokenizes to exactly the tokens the model reads (so its
     score is identical); otherwise the whole document is explained.
     """
+    if not getattr(ranker, "truncates_pairs", True):
+        return document  # e.g. the hybrid ranker: its string features read the whole text
     tokenizer = ranker.tokenizer
     enc = tokenizer(
         query,

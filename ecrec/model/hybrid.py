@@ -53,6 +53,10 @@ def _mean_pool(hidden: Any, mask: Any) -> Any:
 class HybridRanker:
     """Frozen encoder + lexical features + a linear head (the only trained weights)."""
 
+    #: Query and product are read separately (and the string features read the whole
+    #: product text), so no token of a document is cut by pair truncation.
+    truncates_pairs = False
+
     def __init__(self, *, encoder: Any, tokenizer: Any, config: RankerConfig) -> None:
         import torch
 
