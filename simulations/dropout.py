@@ -96,6 +96,45 @@ class DropoutMod:
         return Message(Error(ErrorCode.REPLY_MESSAGE_UNAVAILABLE, reason), reply_to=msg)
 
 
+@dataclass(frozen=True)
+class GoneAtSetupMod:
+    """A ClientApp mod: nodes ``partitions`` are unreachable when round ``rounds`` starts.
+
+    Their SecAgg+ setup-stage reply is lost before the node sees the message, so they
+    share no keys, train nothing and spend nothing; the server is left with fewer nodes
+    than the reconstruction threshold before anyone trains.
+    """
+
+    partitions: frozenset[int]
+    rounds: frozenset[int]
+
+    def __call__(self, msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+        from flwr.app import Error, Message
+        from flwr.app.message_type import MessageType
+        from flwr.common.constant import ErrorCode
+        from flwr.common.secure_aggregation.secaggplus_constants import (
+            RECORD_KEY_CONFIGS,
+            Key,
+            Stage,
+        )
+
+        from ecrec.node.settings import PARTITION_ID
+
+        partition = int(ctxt.node_config.get(PARTITION_ID, -1))  # type: ignore[arg-type]
+        server_round = int(msg.metadata.group_id or 0)
+        configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+        setup = configs is not None and configs.get(Key.STAGE) == Stage.SETUP
+        if not (
+            msg.metadata.message_type == MessageType.TRAIN
+            and setup
+            and partition in self.partitions
+            and server_round in self.rounds
+        ):
+            return call_next(msg, ctxt)
+        reason = f"{DROPPED}: node {partition} unreachable at round {server_round}'s setup"
+        return Message(Error(ErrorCode.REPLY_MESSAGE_UNAVAILABLE, reason), reply_to=msg)
+
+
 def dropout_app(probability: float, *, seed: int = 0) -> ClientApp:
     """The ecrec ClientApp with :class:`DropoutMod` outside its own mods."""
     from ecrec.federation.client import make_client_app
@@ -120,6 +159,7 @@ def simulate_with_dropout(
 __all__ = [
     "DROPPED",
     "DropoutMod",
+    "GoneAtSetupMod",
     "dropout_app",
     "dropped_nodes",
     "drops",

@@ -56,9 +56,7 @@ def fraction(text: str) -> float:
 def open_fraction(text: str) -> float:
     """An argparse type: a share in (0, 1)."""
     value = _parsed(float, text, "a number")
-    return (
-        value if 0 < value < 1 else _refuse(f"must be between 0 and 1 (exclusive), got {value}")
-    )
+    return value if 0 < value < 1 else _refuse(f"must be between 0 and 1 (exclusive), got {value}")
 
 
 def round_number(text: str) -> int:

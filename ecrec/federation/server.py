@@ -74,6 +74,27 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
         self.min_trainers = min_trainers
         self.on_refuse = on_refuse
 
+    def setup_stage(self, grid: Any, context: Any, state: Any) -> bool:
+        return self._went_on(super().setup_stage(grid, context, state), "setup", state)
+
+    def share_keys_stage(self, grid: Any, context: Any, state: Any) -> bool:
+        return self._went_on(super().share_keys_stage(grid, context, state), "share-keys", state)
+
+    def _went_on(self, ok: bool, stage: str, state: Any) -> bool:
+        """A stage that lost nodes (dead, unreachable) below the reconstruction threshold
+        halts SecAgg+ before anyone trains; the survivors make it a skipped round, not a
+        failed run. With no survivor at all the round fails with the nodes' reasons."""
+        active = len(getattr(state, "active_node_ids", ()) or ())
+        if not ok and active:
+            few = f" and federation.min-trainers={self.min_trainers}"
+            self.on_refuse(
+                f"only {active} merchant(s) remained after the SecAgg+ {stage} stage, fewer "
+                f"than its reconstruction threshold of {state.threshold}"
+                + (few if active < self.min_trainers else "")
+                + ": round not aggregated"
+            )
+        return ok
+
     def unmask_stage(self, grid: Any, context: Any, state: Any) -> bool:
         active = len(state.active_node_ids)
         if active < self.min_trainers:

@@ -121,6 +121,31 @@ def test_every_merchant_declines_a_non_private_run_and_the_run_says_why(tmp_path
     assert [r["round"] for r in RunFolder(out).read_metrics()] == [0]
 
 
+def test_nodes_lost_before_the_key_exchange_skip_the_round_not_the_run(tmp_path: Path) -> None:
+    """m01 and m02 are unreachable when round 1 starts: SecAgg+ halts at its setup stage
+    with one node, below its threshold of 2. The round is recorded as skipped with the
+    reason (the run does not fail), nobody spent it, and round 2 trains all three."""
+    from ecrec.federation.client import make_client_app
+    from ecrec_simulations.dropout import GoneAtSetupMod
+
+    gone = GoneAtSetupMod(partitions=frozenset({1, 2}), rounds=frozenset({1}))
+    out = tmp_path / "run"
+    summary = simulate(
+        _affordable(_tiny(rounds=2)),
+        out=out,
+        node_policy=ROOMY,
+        client_app=make_client_app(extra_mods=[gone]),
+    )
+    first, second = summary.rounds[1], summary.rounds[2]
+    assert first["trained"] == [] and first["failures"] == 2, first
+    assert "only 1 merchant(s) remained after the SecAgg+ setup stage" in first["skipped"]
+    assert second["trained"] == list(MERCHANTS) and second["skipped"] is None, second
+    run = RunFolder(out)
+    before, after = run.load_checkpoint(0), run.load_checkpoint(1)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert all(_ledger(out, m).rounds == [2] for m in MERCHANTS)
+
+
 def test_a_round_with_too_few_trainers_is_skipped_not_aggregated(tmp_path: Path) -> None:
     """m02's budget affords one round; in round 2 only two merchants train, fewer than
     min-trainers = 3, so the server refuses to unmask their sum and records the round
