@@ -21,13 +21,21 @@ Runtime is kept modest: the tiny random BERT by default (``--base-model minilm``
 the real one) and the default's few rounds; NDCG differences between single runs on the
 tiny model are small and noisy, the σ and ε columns are exact.
 
-Run ``python -m benchmarks.accountant_gain [--base-model minilm] [--rounds R]``.
+On real data (issue 11.3's second half): ``--data DIR`` takes a folder written by
+``ecrec data import`` (e.g. the Home Depot pairs, as ``benchmarks.quality`` imports
+them; repeat ``--data`` for several seeds' splits) in place of the synthetic
+marketplace, and the table adds AUC; use ``--base-model minilm`` there (the hybrid's
+zero-shot cosine needs the real encoder).
+
+Run ``python -m benchmarks.accountant_gain [--base-model minilm] [--rounds R]
+[--data DIR ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -135,6 +143,7 @@ def run_simulation(
     return {
         "ndcg@10": [r.get(f"ndcg@{k}") for r in summary.rounds],
         "final_ndcg@10": summary.rounds[-1].get(f"ndcg@{k}"),
+        "final_auc": summary.rounds[-1].get("auc"),
         "merchants": {
             m: {"epsilon": info["spent"], "accountant": info["accountant"], **ledgers[m]}
             for m, info in summary.privacy.items()
@@ -178,7 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds (default: the default config's)")
     parser.add_argument("--out", type=Path, default=default_out("accountant_gain"))
     parser.add_argument("--work", type=Path, help="keep the run folders here")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="an `ecrec data import` folder to run on instead of the synthetic marketplace "
+        "(repeat for several splits)",
+    )
     args = parser.parse_args(argv)
+    for folder in args.data or []:
+        if not (folder / "manifest.json").is_file():
+            parser.error(f"--data {folder}: no manifest.json (not an `ecrec data import` folder)")
     setup_environment()
     logging.getLogger("absl").setLevel(logging.ERROR)
     from ecrec.node.policy import NodePolicy
@@ -190,30 +209,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = result_header("accountant_gain", argv, config=config.to_dict())
     with tempfile.TemporaryDirectory(prefix="ecrec-gain-") as scratch:
         work = args.work or Path(scratch)
-        data_dir = prepare_data(config, work / "data-source")
-        config = config.replace("data", dir=str(data_dir))
-        calib = calibrations(config, data_dir)
-        payload["calibration"] = calib
-        headers = ["merchant", "units", "q", "steps"]
-        headers += [f"{col} ({w})" for w in ("old", "new") for col in ("σ", "ε old-rdp", "ε pld")]
-        cells = [
-            [m, str(r["units"]), f"{r['q']:.4g}", str(r["steps"])]
-            + [f"{r[w][key]:.4f}" for w in ("old", "new") for key in KEYS]
-            for m, r in calib.items()
-        ]
-        title = (
-            f"σ for ε = {config.privacy.budget_epsilon:g}, δ = {config.privacy.delta:g} over "
-            f"{config.federation.rounds} rounds x {config.train.local_steps} steps"
-        )
-        out.print(table(title, headers, cells))
-        budgets = {m: r["old"]["epsilon_pld"] for m, r in calib.items()}
-        runs = {}
-        for name, merchant_budgets in (("old", budgets), ("new", None)):
-            out.print(f"simulating with the {name} accountant's σ...", style="dim")
-            runs[name] = run_simulation(
-                config, out=work / f"run-{name}", budgets=merchant_budgets, seed_policy=policy
+        sources = args.data or [prepare_data(config, work / "data-source")]
+        payload["datasets"] = {}
+        for index, data_dir in enumerate(sources):
+            label = str(data_dir) if args.data else "default synthetic marketplace"
+            run_config = config.replace("data", dir=str(data_dir))
+            payload["datasets"][label] = compare(
+                run_config, data_dir, work=work / f"data-{index}", policy=policy, out=out
             )
-        payload["runs"] = runs
+    if len(sources) > 1:
+        means = {
+            name: {
+                key: statistics.fmean(d["runs"][name][key] for d in payload["datasets"].values())
+                for key in ("final_ndcg@10", "final_auc")
+            }
+            for name in ("old", "new")
+        }
+        payload["mean"] = means
+        out.print(
+            table(
+                f"mean over {len(sources)} data folders",
+                ["accountant", "NDCG@10 (final)", "AUC (final)"],
+                [
+                    [n, f"{m['final_ndcg@10']:.4f}", f"{m['final_auc']:.4f}"]
+                    for n, m in means.items()
+                ],
+            )
+        )
+    print_saved(out, write_results(args.out, payload))
+    return 0
+
+
+def compare(config: Any, data_dir: Path, *, work: Path, policy: Any, out: Any) -> dict[str, Any]:
+    """σ under both accountants on one data folder, then the two simulations; prints both
+    tables and returns what they show."""
+    calib = calibrations(config, data_dir)
+    headers = ["merchant", "units", "q", "steps"]
+    headers += [f"{col} ({w})" for w in ("old", "new") for col in ("σ", "ε old-rdp", "ε pld")]
+    cells = [
+        [m, str(r["units"]), f"{r['q']:.4g}", str(r["steps"])]
+        + [f"{r[w][key]:.4f}" for w in ("old", "new") for key in KEYS]
+        for m, r in calib.items()
+    ]
+    title = (
+        f"{data_dir.name}: σ for ε = {config.privacy.budget_epsilon:g}, "
+        f"δ = {config.privacy.delta:g} over {config.federation.rounds} rounds x "
+        f"{config.train.local_steps} steps"
+    )
+    out.print(table(title, headers, cells))
+    budgets = {m: r["old"]["epsilon_pld"] for m, r in calib.items()}
+    runs = {}
+    for name, merchant_budgets in (("old", budgets), ("new", None)):
+        out.print(f"simulating with the {name} accountant's σ...", style="dim")
+        runs[name] = run_simulation(
+            config, out=work / f"run-{name}", budgets=merchant_budgets, seed_policy=policy
+        )
     rows = []
     for name, run in runs.items():
         for merchant, info in sorted(run["merchants"].items()):
@@ -225,18 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{info['epsilon']:.4f} ({info['accountant']})",
                     f"{info['epsilon_old_rdp']:.4f}",
                     f"{run['final_ndcg@10']:.4f}",
+                    f"{run['final_auc']:.4f}",
                 ]
             )
     out.print(
         table(
-            f"the same simulation with each σ ({config.model.base_model}, "
+            f"{data_dir.name}: the same simulation with each σ ({config.model.base_model}, "
             f"{config.federation.rounds} rounds; ε from each merchant's own ledger)",
-            ["accountant", "merchant", "σ", "ε spent", "ε old-rdp", "NDCG@10 (final)"],
+            ["accountant", "merchant", "σ", "ε spent", "ε old-rdp", "NDCG@10", "AUC"],
             rows,
         )
     )
-    print_saved(out, write_results(args.out, payload))
-    return 0
+    return {"calibration": calib, "runs": runs}
 
 
 __all__ = ["calibrations", "main", "old_sigma"]

@@ -47,10 +47,16 @@ def test_accountant_gain_calibrates_both_ways_and_runs_both(tmp_path: Path) -> N
     out = tmp_path / "gain.json"
     done = _run("benchmarks.accountant_gain", "--rounds", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
-    payload = json.loads(out.read_text())
-    for row in payload["calibration"].values():
+    (only,) = json.loads(out.read_text())["datasets"].values()
+    for row in only["calibration"].values():
         assert row["old"]["epsilon_old_rdp"] <= 8.0 and row["new"]["epsilon_pld"] <= 8.0
         assert row["new"]["sigma"] <= row["old"]["sigma"]  # the tight accountant: less noise
-    for run in payload["runs"].values():
-        assert 0 <= run["final_ndcg@10"] <= 1
+    for run in only["runs"].values():
+        assert 0 <= run["final_ndcg@10"] <= 1 and 0 <= run["final_auc"] <= 1
     assert "NDCG@10" in done.stdout
+
+
+def test_accountant_gain_refuses_a_data_folder_that_is_not_an_import(tmp_path: Path) -> None:
+    done = _run("benchmarks.accountant_gain", "--data", str(tmp_path))
+    assert done.returncode == 2 and "no manifest.json" in done.stderr
+    assert "Traceback" not in done.stderr
