@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecrec.data.schema import ranker_documents
     from ecrec.data.synth import SynthConfig, synthesize
     from ecrec.model.ranker import RankerConfig, build_ranker
+    from ecrec.node.policy import NodePolicy
     from ecrec.privacy.accounting import noise_multiplier_for_target
     from ecrec.train.local import plan_round, train_local
 
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps=steps * defaults.federation.rounds,
         accountant=defaults.privacy.accountant,
     )
+    sigma = max(sigma, NodePolicy().min_noise_multiplier)  # as the node applies it
     started = time.perf_counter()
     train_local(ranker, frame, config=train, noise_multiplier=sigma, encode=lambda _: inputs)
     figures["dp_round_s"] = time.perf_counter() - started
