@@ -61,7 +61,8 @@ def _pairs(relevance: Any, groups: Any) -> tuple[Any, Any]:
 
 
 def _listnet(scores: Any, relevance: Any, groups: Any) -> Any:
-    """ListNet: cross-entropy between each query's softmax of scores and of 2^rel - 1."""
+    """ListNet: cross-entropy between each query's softmax of scores and of 2^rel - 1
+    (queries whose products all have relevance 0 carry no target and are left out)."""
     import torch
 
     n = int(groups.max()) + 1
@@ -70,8 +71,9 @@ def _listnet(scores: Any, relevance: Any, groups: Any) -> Any:
     norm = torch.zeros(n).index_add(0, groups, torch.exp(shifted))
     log_p = shifted - torch.log(norm[groups])
     gain = torch.exp2(relevance) - 1
-    target = gain / torch.zeros(n).index_add(0, groups, gain)[groups]
-    return -(target * log_p).sum() / n
+    total = torch.zeros(n).index_add(0, groups, gain)
+    target = gain / total[groups].clamp(min=1e-12)  # a query with no gain has no target
+    return -(target * log_p).sum() / (total > 0).sum().clamp(min=1)
 
 
 def fit_head(

@@ -61,6 +61,14 @@ def test_listnet_prefers_the_right_order_within_each_query() -> None:
     shifted = _listnet(torch.tensor([12.0, 11.0, 10.0, -5.0, -3.0]), relevance, groups)
     assert right < wrong
     assert torch.isclose(right, shifted)  # a per-query shift changes no query's order
+    # A query whose products are all irrelevant (relevance 0: no gain) has no target: it
+    # must neither poison the loss with NaN (it did, on the full Home Depot file) nor count.
+    with_empty = _listnet(
+        torch.tensor([2.0, 1.0, 0.0, 0.0, 2.0, 5.0, 1.0]),
+        torch.cat([relevance, torch.tensor([0.0, 0.0])]),
+        torch.cat([groups, torch.tensor([2, 2])]),
+    )
+    assert torch.isclose(with_empty, right)
 
 
 def test_a_folder_that_is_not_an_import_is_refused(tmp_path: Path) -> None:
