@@ -77,6 +77,14 @@ class RoundLog:
             "wall_seconds": round(time.perf_counter() - self.started, 3),
         }
 
+    def halted(self, reason: str) -> None:
+        """SecAgg+ stopped before anyone trained, with too few nodes left. Nodes that died
+        or were unreachable make it a skipped round (the run goes on); nodes that only
+        declined would decline every round, so the round stays unskipped and the run fails
+        with their reasons."""
+        if self.errors:
+            self.skipped = reason
+
     def why_nothing(self) -> str:
         parts = [f"{d.merchant}: {d.reason}" for d in self.declines]
         parts += self.errors[:3]

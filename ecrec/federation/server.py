@@ -68,11 +68,17 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
     """SecAgg+ that will not unmask a sum of fewer than ``min_trainers`` updates."""
 
     def __init__(
-        self, *, min_trainers: int, on_refuse: Callable[[str], None], **kwargs: Any
+        self,
+        *,
+        min_trainers: int,
+        on_refuse: Callable[[str], None],
+        on_halt: Callable[[str], None],
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.min_trainers = min_trainers
         self.on_refuse = on_refuse
+        self.on_halt = on_halt
 
     def setup_stage(self, grid: Any, context: Any, state: Any) -> bool:
         return self._went_on(super().setup_stage(grid, context, state), "setup", state)
@@ -81,13 +87,13 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
         return self._went_on(super().share_keys_stage(grid, context, state), "share-keys", state)
 
     def _went_on(self, ok: bool, stage: str, state: Any) -> bool:
-        """A stage that lost nodes (dead, unreachable) below the reconstruction threshold
-        halts SecAgg+ before anyone trains; the survivors make it a skipped round, not a
-        failed run. With no survivor at all the round fails with the nodes' reasons."""
+        """A stage that lost nodes below the reconstruction threshold halts SecAgg+ before
+        anyone trains; ``on_halt`` decides whether that is a skipped round (nodes died) or
+        a failed run (they declined). With no survivor at all the round fails."""
         active = len(getattr(state, "active_node_ids", ()) or ())
         if not ok and active:
             few = f" and federation.min-trainers={self.min_trainers}"
-            self.on_refuse(
+            self.on_halt(
                 f"only {active} merchant(s) remained after the SecAgg+ {stage} stage, fewer "
                 f"than its reconstruction threshold of {state.threshold}"
                 + (few if active < self.min_trainers else "")
@@ -244,11 +250,16 @@ def run_federation(grid: Grid, context: Context, *, plan: ServerPlan, quiet: boo
         if round_grid.current is not None:
             round_grid.current.skipped = reason
 
+    def halt(reason: str) -> None:
+        if round_grid.current is not None:
+            round_grid.current.halted(reason)
+
     fit_workflow: Callable[[Any, LegacyContext], Any] = default_fit_workflow
     if fed.secagg:
         fit_workflow = GuardedSecAggPlusWorkflow(
             min_trainers=fed.min_trainers,
             on_refuse=refuse,
+            on_halt=halt,
             num_shares=fed.num_shares,
             reconstruction_threshold=fed.reconstruction_threshold,
             max_weight=fed.secagg_max_weight,

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -185,3 +187,37 @@ def test_the_dropout_scenario_drops_the_update_reply_it_announces() -> None:
     assert len(calls) == 7  # the node always ran: a dropped reply was trained and spent
     with pytest.raises(ValueError, match="probability"):
         DropoutMod(1.5)
+
+
+def _halting_workflow(halts: list[str]) -> Any:
+    from ecrec.federation.server import GuardedSecAggPlusWorkflow
+
+    return GuardedSecAggPlusWorkflow(
+        min_trainers=3, on_refuse=halts.append, on_halt=halts.append,
+        num_shares=1.0, reconstruction_threshold=0.67,
+    )  # fmt: skip
+
+
+def test_secagg_halting_before_training_says_how_many_nodes_were_left() -> None:
+    halts: list[str] = []
+    workflow = _halting_workflow(halts)
+    state = SimpleNamespace(active_node_ids={7}, threshold=2)
+    assert workflow._went_on(True, "setup", state) is True and halts == []
+    assert workflow._went_on(False, "share-keys", SimpleNamespace(active_node_ids=set())) is False
+    assert halts == []  # nobody left: nothing to skip, the round fails with the reasons
+    assert workflow._went_on(False, "setup", state) is False
+    assert halts == [
+        "only 1 merchant(s) remained after the SecAgg+ setup stage, fewer than its "
+        "reconstruction threshold of 2 and federation.min-trainers=3: round not aggregated"
+    ]
+
+
+def test_a_halt_after_deaths_skips_the_round_but_a_halt_after_declines_does_not() -> None:
+    died = RoundLog(3)
+    died.errors.append("node 9: Error: Node Unavailable")
+    died.halted("only 1 merchant(s) remained")
+    assert died.skipped == "only 1 merchant(s) remained"
+    declined = RoundLog(3)
+    declined.declines.append(Decline(merchant="m01", server_round=3, reason="train.dp: no"))
+    declined.halted("only 1 merchant(s) remained")
+    assert declined.skipped is None  # every round would be declined: the run must fail
