@@ -3,7 +3,8 @@
 ``python -m benchmarks.hybrid_ablation --data DIR`` (a folder from ``ecrec data import``,
 e.g. the Home Depot dev sample) trains the hybrid head on all merchants' rows pooled,
 in process, with the same ``train_local`` a node runs, over a grid of learning rate x
-steps, with and without DP (σ = 1.0), and scores single features alone. Scores are on
+steps (x learning-rate schedule with ``--schedules``), with and without DP (σ = 1.0),
+and scores single features alone. Scores are on
 the folder's validation shard: NDCG@10 and AUC with 95% bootstrap CIs over queries.
 Centralised on purpose: it isolates what the recipe can learn from what federation
 and the budget cost (``benchmarks.quality`` measures those).
@@ -39,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a marketplace folder")
     parser.add_argument("--lrs", default="0.01,0.03,0.1")
     parser.add_argument("--steps", default="60,200")
+    parser.add_argument(
+        "--schedules", default="constant",
+        help='learning-rate schedules to compare, e.g. "constant,cosine,linear"',
+    )  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=0, help="warm-up steps of every run")
     parser.add_argument("--sigma", type=float, default=1.0)
     parser.add_argument("--bootstrap", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
@@ -63,16 +69,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         state["head.weight"][0, FEATURES.index(feature)] = 1
         ranker.load_adapter_state(state)
         scores[f"feature alone: {feature}"] = ranker.score_frame(validation)
-    for private in (False, True):
-        for lr in (float(x) for x in args.lrs.split(",")):
-            for steps in (int(x) for x in args.steps.split(",")):
-                ranker.load_adapter_state(initial)
-                train = dataclasses.replace(
-                    defaults.train, learning_rate=lr, local_steps=steps, dp=private, seed=0
-                )
-                train_local(ranker, pooled, config=train, noise_multiplier=args.sigma)
-                name = f"{'DP σ=' + str(args.sigma) if private else 'non-private'}, lr {lr:g}"
-                scores[f"{name}, {steps} steps"] = ranker.score_frame(validation)
+    schedules = [x.strip() for x in args.schedules.split(",") if x.strip()]
+    grid = [
+        (private, lr, steps, schedule)
+        for private in (False, True)
+        for lr in (float(x) for x in args.lrs.split(","))
+        for steps in (int(x) for x in args.steps.split(","))
+        for schedule in schedules
+    ]
+    for private, lr, steps, schedule in grid:
+        ranker.load_adapter_state(initial)
+        train = dataclasses.replace(
+            defaults.train, learning_rate=lr, local_steps=steps, dp=private, seed=0,
+            lr_schedule=schedule, warmup_steps=args.warmup,
+        )  # fmt: skip
+        train_local(ranker, pooled, config=train, noise_multiplier=args.sigma)
+        name = f"{'DP σ=' + str(args.sigma) if private else 'non-private'}, lr {lr:g}"
+        if len(schedules) > 1 or schedule != "constant" or args.warmup:
+            name += f", {schedule}" + (f" after {args.warmup} warm-up" if args.warmup else "")
+        scores[f"{name}, {steps} steps"] = ranker.score_frame(validation)
     seed = SeedScores(validation=validation, scores=scores, seconds={})
     rows, payload_rows = [], {}
     for name in scores:

@@ -29,6 +29,7 @@ from ecrec.train.steps import _Steps
 from ecrec.train.units import DPUnits, Unit, dp_units
 
 GradSampleMode = Literal["hooks", "ghost"]
+LearningRateSchedule = Literal["constant", "linear", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,16 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata={"help": "expected (Poisson) batch size"})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    lr_schedule: LearningRateSchedule = field(
+        default="constant",
+        metadata={
+            "help": '"constant", "linear" or "cosine" decay over a round\'s local steps '
+            "(after the warm-up); a schedule uses no data, so it costs no privacy"
+        },
+    )
+    warmup_steps: int = field(
+        default=0, metadata={"help": "local steps of linear learning-rate warm-up per round"}
+    )
     dp: bool = field(default=True, metadata={"help": "train with DP-SGD; false only for baselines"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "per-unit clipping norm C"})
     grad_sample_mode: GradSampleMode = field(
@@ -71,10 +82,33 @@ class TrainConfig:
             raise ConfigError(f"train.local-epochs must be > 0, got {self.local_epochs}")
         if self.max_grad_norm <= 0:
             raise ConfigError(f"train.max-grad-norm must be > 0, got {self.max_grad_norm}")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ConfigError(
+                'train.lr-schedule must be "constant", "linear" or "cosine", '
+                f"got {self.lr_schedule!r}"
+            )
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.grad_sample_mode not in ("hooks", "ghost"):
             raise ConfigError(
                 f'train.grad-sample-mode must be "hooks" or "ghost", got {self.grad_sample_mode!r}'
             )
+
+
+def learning_rate_factor(
+    step: int, *, steps: int, warmup: int, schedule: LearningRateSchedule
+) -> float:
+    """The multiple of ``learning-rate`` used at local step ``step`` (0-based) of ``steps``:
+    linear warm-up over ``warmup`` steps, then constant, linear or cosine decay that stays
+    above zero on the last step."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, steps - warmup)
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -169,8 +203,15 @@ def train_local(
     params = [p for p in module.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: learning_rate_factor(
+            step, steps=steps, warmup=config.warmup_steps, schedule=config.lr_schedule
+        ),
+    )
     started = time.perf_counter()
     run = _Steps(
+        schedule=schedule,
         inputs=inputs,
         targets=targets,
         device=device,

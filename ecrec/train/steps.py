@@ -24,6 +24,7 @@ class _Steps:
     steps: int
     on_step: Callable[[int, int, float], None] | None
     proximal: tuple[list[Any], list[Any], float] | None
+    schedule: Any = None  # a torch LR scheduler on the (inner) optimizer, stepped per step
 
     def _batch(self, rows: Any) -> tuple[dict[str, Any], Any]:
         return {k: v[rows].to(self.device) for k, v in self.inputs.items()}, self.targets[rows].to(
@@ -47,12 +48,18 @@ class _Steps:
             self.on_step(step, self.steps, loss)
 
     def _unit_batches(self, loader: Any) -> Iterator[Any]:
-        """Exactly ``steps`` Poisson batches, cycling the loader."""
+        """Exactly ``steps`` Poisson batches, cycling the loader. The learning-rate schedule
+        advances once per step, skipped (empty) batches included, so step k always
+        trains at the schedule's k-th rate."""
         produced = 0
         while produced < self.steps:
             for batch in loader:
                 if produced >= self.steps:
                     return
+                if produced and self.schedule is not None:
+                    with warnings.catch_warnings():  # an empty first batch took no step
+                        warnings.filterwarnings("ignore", message="Detected call of")
+                        self.schedule.step()
                 produced += 1
                 yield batch
 
