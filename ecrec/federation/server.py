@@ -109,7 +109,17 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
                 f"federation.min-trainers={self.min_trainers}: the sum is not unmasked"
             )
             return False
-        return super().unmask_stage(grid, context, state)
+        unmasked = super().unmask_stage(grid, context, state)
+        if not unmasked:
+            # A merchant sent its masked update and then left: too few share-holders
+            # answered, so the sum cannot be unmasked (nothing about it is revealed).
+            self.on_halt(
+                f"only {len(state.active_node_ids)} merchant(s) answered the SecAgg+ unmask "
+                f"stage, fewer than its reconstruction threshold of {state.threshold} (a "
+                "merchant left after sending its masked update): the sum cannot be unmasked, "
+                "round not aggregated"
+            )
+        return unmasked
 
 
 # --------------------------------------------------------------------------- the run

@@ -221,3 +221,26 @@ def test_a_halt_after_deaths_skips_the_round_but_a_halt_after_declines_does_not(
     declined.declines.append(Decline(merchant="m01", server_round=3, reason="train.dp: no"))
     declined.halted("only 1 merchant(s) remained")
     assert declined.skipped is None  # every round would be declined: the run must fail
+
+
+def test_a_sum_that_cannot_be_unmasked_is_a_halt_naming_who_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three masked updates arrived, then a merchant died before the unmask stage: only two
+    share-holders answer, below the threshold of 3 (what test_kill's round 3 hits when a
+    node is killed just after its reply left)."""
+    from flwr.server.workflow import SecAggPlusWorkflow
+
+    def two_answer(self: Any, grid: Any, context: Any, state: Any) -> bool:
+        state.active_node_ids = {1, 2}
+        return False
+
+    monkeypatch.setattr(SecAggPlusWorkflow, "unmask_stage", two_answer)
+    halts: list[str] = []
+    state = SimpleNamespace(active_node_ids={1, 2, 3}, threshold=3)
+    assert _halting_workflow(halts).unmask_stage(None, None, state) is False
+    assert halts == [
+        "only 2 merchant(s) answered the SecAgg+ unmask stage, fewer than its reconstruction "
+        "threshold of 3 (a merchant left after sending its masked update): the sum cannot be "
+        "unmasked, round not aggregated"
+    ]

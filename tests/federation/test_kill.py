@@ -402,8 +402,11 @@ def test_killed_nodes_never_hang_a_round_or_tear_a_ledger(cluster: Cluster) -> N
             f"{m} ledger: " + check_killed_ledger(cluster, m, state, 3) for m in ("m00", "m01")
         )
     )
+    # Two survivors: whether the killed nodes died before their masked update left (the
+    # sum has 2 < min-trainers updates) or just after it (2 share-holders < threshold 3
+    # answer the unmask stage), the round is skipped, never aggregated, never failed.
     assert third["trained"] == [] and "only 2 merchant(s)" in third["skipped"], third
-    assert "federation.min-trainers=3" in third["skipped"], third
+    assert "round not aggregated" in third["skipped"], third
     code = server.wait(timeout=300)
     assert code == 0, server.text()[-4000:]
     cluster.note(f"server: {server.err.read_text().strip().splitlines()[-1]}")
