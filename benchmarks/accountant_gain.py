@@ -47,6 +47,7 @@ from benchmarks.common import (
     console,
     default_out,
     print_saved,
+    refuse_non_imports,
     result_header,
     setup_environment,
     table,
@@ -195,9 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(repeat for several splits)",
     )
     args = parser.parse_args(argv)
-    for folder in args.data or []:
-        if not (folder / "manifest.json").is_file():
-            parser.error(f"--data {folder}: no manifest.json (not an `ecrec data import` folder)")
+    refuse_non_imports(parser, args.data)
     setup_environment()
     logging.getLogger("absl").setLevel(logging.ERROR)
     from ecrec.node.policy import NodePolicy

@@ -240,3 +240,10 @@ def result_header(name: str, argv: Sequence[str] | None, **extra: Any) -> dict[s
 
 def print_saved(out: Any, path: Path) -> None:
     out.print(f"results written to [bold]{path}[/bold]")
+
+
+def refuse_non_imports(parser: Any, folders: Sequence[Path] | None) -> None:
+    """``--data`` folders must be ``ecrec data import`` output (they hold its manifest)."""
+    for folder in folders or []:
+        if not (folder / "manifest.json").is_file():
+            parser.error(f"--data {folder}: no manifest.json (not an `ecrec data import` folder)")

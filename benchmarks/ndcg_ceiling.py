@@ -41,6 +41,7 @@ from benchmarks.common import (
     console,
     default_out,
     print_saved,
+    refuse_non_imports,
     result_header,
     setup_environment,
     table,
@@ -245,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=default_out("ndcg_ceiling"))
     args = parser.parse_args(argv)
-    for folder in args.data:
-        if not (folder / "manifest.json").is_file():
-            parser.error(f"--data {folder}: no manifest.json (not an `ecrec data import` folder)")
+    refuse_non_imports(parser, args.data)
     if args.finetune_epochs < 0:
         parser.error(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     setup_environment()
