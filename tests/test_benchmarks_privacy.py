@@ -26,9 +26,10 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_privacy_audit_quick_audits_three_runs(tmp_path: Path) -> None:
+def test_privacy_audit_quick_audits_three_mirrored_pairs(tmp_path: Path) -> None:
     out = tmp_path / "audit.json"
-    done = _run("benchmarks.privacy_audit", "--quick", "--out", str(out))
+    work = tmp_path / "work"
+    done = _run("benchmarks.privacy_audit", "--quick", "--out", str(out), "--work", str(work))
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
     assert list(results) == ["non-private", "ε = 8", "ε = 1"]
@@ -39,8 +40,11 @@ def test_privacy_audit_quick_audits_three_runs(tmp_path: Path) -> None:
     for result in results.values():
         for attack in result["attacks"].values():
             assert 0 <= attack["auc"] <= 1 and attack["auc_ci"][0] <= attack["auc_ci"][1]
+            assert attack["paired"]  # every row on both sides
         assert result["canaries"]["final"]["canaries"] == 8
-    assert "AUC loss" in done.stdout
+        assert result["pairing"]["mirror_canaries"]["final"]["canaries"] == 8
+        assert result["pairing"]["mirror_run"].startswith(str(work / "run-b-"))
+    assert "AUC loss (paired)" in done.stdout
 
 
 def test_accountant_gain_calibrates_both_ways_and_runs_both(tmp_path: Path) -> None:

@@ -54,6 +54,12 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--audit-seed", type=non_negative_int, default=0, metavar="S", help="split seed"
     )
+    group.add_argument(
+        "--audit-mirror",
+        action="store_true",
+        help="hold out the shoppers the same seed would keep (the mirrored half of a paired "
+        "audit: `ecrec privacy audit RUN --mirror RUN2`)",
+    )
 
 
 def plant_from_args(
@@ -61,6 +67,10 @@ def plant_from_args(
 ) -> tuple[Any, Callable[[Path], Any] | None]:
     """The marketplace to write and a writer for ``membership/`` (None: no audit asked)."""
     if args.audit_holdout is None and not args.canaries:
+        if args.audit_mirror:
+            from ecrec.errors import ConfigError
+
+            raise ConfigError("--audit-mirror needs --audit-holdout or --canaries")
         return marketplace, None
     from ecrec.privacy.audit_data import (
         MembershipSetup,
@@ -75,13 +85,14 @@ def plant_from_args(
         repeats=args.canary_repeats,
         references=args.canary_references,
         seed=args.audit_seed,
+        mirror=args.audit_mirror,
     )
     frames, membership = plant_membership_audit(marketplace.merchants, setup)
     print(
         f"  membership audit: merchant {membership.merchant}, {len(membership.holdout)} rows "
         f"of {membership.holdout.get('user_id_hash', membership.holdout['query_id']).nunique()} "
         f"shoppers held out, {setup.canaries} canaries x {setup.repeats} rows planted, "
-        f"{setup.references} references each"
+        f"{setup.references} references each{' (mirrored split)' if setup.mirror else ''}"
     )
     return dataclasses.replace(marketplace, merchants=frames), (
         lambda folder: write_membership(membership, folder)

@@ -123,6 +123,8 @@ def _register_audit(commands: Any) -> None:
                 "training lowered it since the round-0 model), with bootstrap intervals "
                 "over shoppers, and rank its planted canaries among never-inserted codes. "
                 "Needs audit-ready data (ecrec data synth --audit-holdout F --canaries K). "
+                "With --mirror, each row is attacked by the run that trained on it against "
+                "the run that held it out, which removes the luck of the split. "
                 "Writes privacy_audit.json and .md into the run folder."
             ),
             epilog="example: ecrec data synth --out data/audit --merchants 2 --canaries 8 && "
@@ -130,6 +132,12 @@ def _register_audit(commands: Any) -> None:
         )
     )
     audit.add_argument("run", metavar="RUN", help="run folder")
+    audit.add_argument(
+        "--mirror",
+        metavar="RUN2",
+        help="the same federation on the mirrored split (data made with --audit-mirror): "
+        "attack each row with the run that trained on it against the one that held it out",
+    )
     audit.add_argument(
         "--round",
         type=int,
@@ -327,6 +335,7 @@ def _audit(args: argparse.Namespace) -> int:
     with console.status("loading the run...") as status:
         result = audit_run(
             Path(args.run),
+            mirror=args.mirror and Path(args.mirror),
             server_round=args.round,
             device=args.device,
             fpr=args.fpr,

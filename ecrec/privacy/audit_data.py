@@ -68,6 +68,9 @@ class MembershipSetup:
     repeats: int = 1  # rows per canary (all one shopper: one DP unit)
     references: int = 199  # reference candidates per canary (never inserted)
     seed: int = 0
+    # Hold out the complement of the shoppers this seed would hold out: the mirrored half
+    # of a paired audit (each row is a member of one run and a non-member of the other).
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 1:
@@ -128,8 +131,12 @@ def plant_membership_audit(
     n_out = min(len(units) - 1, max(1, round(setup.holdout * len(units))))
     held = set(rng.permutation(units)[:n_out].tolist())
     out_mask = frame[key].astype(str).isin(held).to_numpy()
+    if setup.mirror:
+        out_mask = ~out_mask
     train, holdout = frame[~out_mask], frame[out_mask].reset_index(drop=True)
-    canaries, references = _canaries(train, merchant, setup, rng)
+    # Canaries are drawn from the whole frame, so both halves of a mirrored pair plant the
+    # same ones.
+    canaries, references = _canaries(frame, merchant, setup, rng)
     planted = canaries.drop(columns=[CANARY_ID])
     new_train = pd.concat([train, planted], ignore_index=True) if len(planted) else train
     frames = dict(merchants)
@@ -138,8 +145,10 @@ def plant_membership_audit(
 
 
 def _canaries(
-    train: pd.DataFrame, merchant: str, setup: MembershipSetup, rng: np.random.Generator
+    frame: pd.DataFrame, merchant: str, setup: MembershipSetup, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Canary rows and their references, drawn from the merchant's whole frame."""
+    train = frame
     columns = [*train.columns, CANARY_ID]
     if not setup.canaries:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=columns)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-ATTACK_LABELS = {
+ATTACK_LABELS = {  # a paired result (``pairing``) uses the same attacks on mirrored runs
     "loss": "loss threshold",
     "calibrated": "reference-calibrated (loss drop since round {ref})",
 }
@@ -54,6 +54,25 @@ def attack_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _sides(result: dict[str, Any]) -> str:
+    """Who the attacker tells apart, in words."""
+    first = next(iter(result["attacks"].values()))
+    pairing = result.get("pairing")
+    if pairing:
+        rows = pairing["rows"]
+        return (
+            f"mirrored pair with {pairing['mirror_run']}: each of {result['members']} rows "
+            f"({first['member_clusters']} shoppers; {rows['run']} trained here, "
+            f"{rows['mirror']} there) scored by the run that trained on it against the run "
+            "that held it out"
+        )
+    return (
+        f"members: {result['members']} training rows ({first['member_clusters']} shoppers); "
+        f"non-members: {result['non_members']} held-out rows "
+        f"({first['non_member_clusters']} shoppers) of the same merchant"
+    )
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The audit as Markdown (``privacy_audit.md``)."""
     first = next(iter(result["attacks"].values()))
@@ -64,9 +83,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
         f"- training: {_privacy_line(result)}; rounds the merchant trained: "
         f"{', '.join(map(str, result['merchant_trained_rounds'])) or 'none'}",
-        f"- members: {result['members']} training rows ({first['member_clusters']} shoppers); "
-        f"non-members: {result['non_members']} held-out rows "
-        f"({first['non_member_clusters']} shoppers) of the same merchant",
+        f"- {_sides(result)}",
         f"- mean loss (target: {result['targets']}): members "
         f"{_num(result['mean_loss']['members'], 4)}, non-members "
         f"{_num(result['mean_loss']['non_members'], 4)}",
@@ -77,6 +94,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {' | '.join(row)} |" for row in attack_rows(result)]
+    pairing = result.get("pairing")
+    if pairing:
+        lines += ["", "Each run alone (training rows against the other half's rows):", ""]
+        lines += ["| run | attack | AUC | TPR |", "|---|---|---|---|"]
+        for side, attacks in pairing["single"].items():
+            where = result["run"] if side == "run" else pairing["mirror_run"]
+            single = {**result, "attacks": attacks}
+            lines += [f"| {where} | {' | '.join(row)} |" for row in attack_rows(single)]
     canaries = result.get("canaries")
     if canaries:
         final, ref = canaries["final"], canaries["reference"]
@@ -114,8 +139,8 @@ def html_section(run_dir: str | Path) -> str:
         "<h2 id='privacy-audit'>Empirical privacy audit (membership inference)</h2>",
         f"<p>Round {result['round']} global ranker, merchant "
         f"{html.escape(str(result['merchant']))}: {html.escape(_privacy_line(result))}. "
-        f"{result['members']} training rows against {result['non_members']} held-out rows "
-        f"of the same merchant; {first['confidence']:.0%} bootstrap intervals over shoppers. "
+        f"{html.escape(_sides(result))}; {first['confidence']:.0%} bootstrap intervals over "
+        "shoppers. "
         "AUC 0.5 means the attacker does no better than a coin.</p>",
         f"<table>{head}{body}</table>",
     ]

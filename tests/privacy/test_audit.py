@@ -9,6 +9,7 @@ ranker is marked slow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -31,6 +32,7 @@ from ecrec.privacy.audit import (
     expected_exposure,
     exposure,
     exposure_summary,
+    paired_attack_summary,
     tpr_at_fpr,
 )
 from ecrec.privacy.audit_data import (
@@ -110,6 +112,47 @@ def test_bootstrap_resamples_whole_clusters():
     assert clustered["member_clusters"] == 30 and clustered["members"] == 300
     assert np.diff(clustered["auc_ci"])[0] == pytest.approx(width, rel=0.25)
     assert np.diff(naive["auc_ci"])[0] < 0.6 * width
+
+
+@settings(deadline=None)
+@given(signal=st.lists(st.floats(-100, 100), min_size=1, max_size=60), shift=st.floats(-5, 5))
+def test_a_paired_attack_with_nothing_to_tell_apart_is_a_coin(signal, shift):
+    """Every row scored the same by the run that trained on it and the one that did not:
+    the attack has nothing, whatever the rows' own difficulty; swapping the runs mirrors
+    the AUC."""
+    values = np.array(signal)
+    summary = paired_attack_summary(values, values, n_bootstrap=20)
+    assert summary["auc"] == 0.5 and summary["auc_ci"] == [0.5, 0.5]
+    assert summary["members"] == summary["non_members"] == len(values) and summary["paired"]
+    shifted = values + shift
+    forward = paired_attack_summary(shifted, values, n_bootstrap=1)["auc"]
+    backward = paired_attack_summary(values, shifted, n_bootstrap=1)["auc"]
+    assert forward + backward == pytest.approx(1.0)
+    if shift > 0:
+        assert forward >= 0.5
+
+
+def test_the_pairing_cancels_the_luck_of_the_split():
+    """Two halves of one merchant, one easier than the other, and models that learned
+    nothing about their members: a single run's attack reads the difficulty gap as a leak
+    (or as its opposite, in the mirror), the paired attack does not. With a real
+    membership effect planted, the paired attack finds it."""
+    rng = np.random.default_rng(7)
+    n = 400
+    difficulty = np.r_[rng.normal(0.4, 1, n), rng.normal(-0.4, 1, n)]  # half A easier
+    half_a = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    run, mirror = difficulty + rng.normal(0, 0.3, 2 * n), difficulty + rng.normal(0, 0.3, 2 * n)
+    single = auc(run, half_a)  # run trained on A: A's rows are its "members"
+    single_mirror = auc(mirror, ~half_a)
+    assert single > 0.6 and single_mirror < 0.4  # the gap, read as a leak and its opposite
+    inside = np.where(half_a, run, mirror)
+    outside = np.where(half_a, mirror, run)
+    clusters = np.arange(2 * n) // 2  # shoppers of two rows each
+    paired = paired_attack_summary(inside, outside, clusters=clusters, n_bootstrap=300)
+    assert abs(paired["auc"] - 0.5) < 0.03
+    assert paired["auc_ci"][0] < 0.5 < paired["auc_ci"][1] and paired["member_clusters"] == n
+    leak = paired_attack_summary(inside + 0.3, outside, clusters=clusters, n_bootstrap=300)
+    assert leak["auc_ci"][0] > 0.5
 
 
 def test_bce_per_example_is_torchs():
@@ -193,6 +236,23 @@ def test_planting_splits_shoppers_and_keeps_every_row(market):
     )
 
 
+def test_a_mirrored_split_swaps_the_two_halves_and_keeps_the_canaries(market):
+    setup = MembershipSetup(holdout=0.5, canaries=3, repeats=2, references=5, seed=3)
+    frames, data = plant_membership_audit(market.merchants, setup)
+    mirror_setup = MembershipSetup(holdout=0.5, canaries=3, repeats=2, references=5, seed=3,
+                                   mirror=True)  # fmt: skip
+    mirror_frames, mirror = plant_membership_audit(market.merchants, mirror_setup)
+    planted = set(data.canaries["query_id"])
+    trained = frames[data.merchant][~frames[data.merchant]["query_id"].isin(planted)]
+    trained_there = mirror_frames[data.merchant]
+    trained_there = trained_there[~trained_there["query_id"].isin(planted)]
+    assert mirror.merchant == data.merchant and mirror.setup.mirror
+    assert sorted(_key(trained)) == sorted(_key(mirror.holdout))
+    assert sorted(_key(trained_there)) == sorted(_key(data.holdout))
+    pd.testing.assert_frame_equal(data.canaries, mirror.canaries)
+    pd.testing.assert_frame_equal(data.references, mirror.references)
+
+
 def test_membership_files_round_trip_and_missing_ones_are_one_line(market, tmp_path):
     _, data = plant_membership_audit(market.merchants, MembershipSetup(canaries=2, references=3))
     write_membership(data, tmp_path)
@@ -221,6 +281,12 @@ def test_data_synth_writes_audit_ready_data_that_validates(capsys, tmp_path):
     assert main(["data", "validate", str(out)]) == 0
 
 
+def test_data_synth_refuses_a_mirror_of_nothing(capsys, tmp_path):
+    code = main(["data", "synth", "--out", str(tmp_path / "d"), "--audit-mirror"])
+    _one_line_error(code, capsys.readouterr().err, "--audit-mirror needs --audit-holdout")
+    assert not (tmp_path / "d").exists()
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -235,14 +301,16 @@ def _one_line_error(code: int, err: str, match: str) -> None:
     assert len(lines) == 1 and "Traceback" not in err and match in lines[0], err
 
 
-def _run_folder(tmp_path: Path, ranker, *, data_dir: Path, dp: bool = True) -> Path:
+def _run_folder(
+    tmp_path: Path, ranker, *, data_dir: Path, dp: bool = True, name: str = "run"
+) -> Path:
     """A run folder as the server writes it: config, round 0 and 1 checkpoints."""
     from ecrec.config import RunConfig
     from ecrec.runfolder import RunFolder
 
     config = RunConfig().replace("data", dir=str(data_dir)).replace("model", **_tiny(ranker))
     config = config.replace("train", dp=dp)
-    run = RunFolder(tmp_path / "run")
+    run = RunFolder(tmp_path / name)
     run.create()
     run.write_config(config.to_toml())
     for server_round in (0, 1):
@@ -288,6 +356,53 @@ def test_audit_refuses_runs_without_audit_data_or_with_a_torn_checkpoint(
     _one_line_error(*_audit(capsys, run), "held-out rows")
     (run / "checkpoints" / "round_0001.npz").write_bytes(b"not a checkpoint")
     _one_line_error(*_audit(capsys, run), "round_0001.npz: unreadable checkpoint")
+
+
+def _audit_data(market, folder: Path, **setup) -> Path:
+    from ecrec.data.synth import write_marketplace
+
+    frames, data = plant_membership_audit(market.merchants, MembershipSetup(**setup))
+    write_marketplace(dataclasses.replace(market, merchants=frames), folder)
+    write_membership(data, folder)
+    return folder
+
+
+def test_a_mirrored_audit_pairs_every_row_and_refuses_a_pair_that_is_not_one(
+    capsys, tmp_path, market, tiny_config
+):
+    """The same untrained model in both runs scores each row the same in both, so the
+    paired attack must be a coin (a misaligned pairing would not be); a run that is
+    not the mirror (itself, another split seed, other training) is refused in one line."""
+    from ecrec.model.ranker import build_ranker
+
+    ranker = build_ranker(tiny_config, device="cpu")
+    setup = {"canaries": 2, "references": 5, "seed": 1}
+    here = _audit_data(market, tmp_path / "a", **setup)
+    there = _audit_data(market, tmp_path / "b", mirror=True, **setup)
+    held = there / "membership" / "holdout.parquet"  # rows in another order than run-a's file
+    pd.read_parquet(held).sample(frac=1.0, random_state=0).to_parquet(held, index=False)
+    other = _audit_data(market, tmp_path / "c", mirror=True, **{**setup, "seed": 2})
+    run = _run_folder(tmp_path, ranker, data_dir=here, name="run-a")
+    mirror = _run_folder(tmp_path, ranker, data_dir=there, name="run-b")
+
+    assert main(["privacy", "audit", str(run), "--mirror", str(mirror), "--bootstrap", "50"]) == 0
+    result = json.loads((run / "privacy_audit.json").read_text())
+    pairing, loss = result["pairing"], result["attacks"]["loss"]
+    # (Rows batched differently in the two runs differ in the last float bits.)
+    assert loss["paired"] and loss["auc"] == pytest.approx(0.5, abs=1e-3)
+    assert loss["auc_ci"] == pytest.approx([0.5, 0.5], abs=1e-2)
+    assert result["members"] == pairing["rows"]["run"] + pairing["rows"]["mirror"]
+    assert pairing["mirror_run"] == str(mirror) and set(pairing["single"]) == {"run", "mirror"}
+    assert "mirrored pair with" in (run / "privacy_audit.md").read_text()
+    capsys.readouterr()
+
+    def refused(other_run: Path, match: str) -> None:
+        code = main(["privacy", "audit", str(run), "--mirror", str(other_run)])
+        _one_line_error(code, capsys.readouterr().err, match)
+
+    refused(run, "both have mirror=False")
+    refused(_run_folder(tmp_path, ranker, data_dir=other, name="run-c"), "differ (seed)")
+    refused(_run_folder(tmp_path, ranker, data_dir=there, dp=False, name="run-d"), "[train]")
 
 
 @pytest.mark.slow
