@@ -44,7 +44,7 @@ INIT_SCALE = 4.0
 INIT_BIAS = -2.0
 
 
-def _mean_pool(hidden: Any, mask: Any) -> Any:
+def mean_pool(hidden: Any, mask: Any) -> Any:
     """Attention-mask-aware mean of the last hidden states (how all-MiniLM-L6-v2 pools)."""
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
@@ -111,7 +111,7 @@ class HybridRanker:
                     max_length=self.config.max_length,
                     return_tensors="pt",
                 ).to(device)
-                pooled = _mean_pool(encoder(**enc).last_hidden_state, enc["attention_mask"])
+                pooled = mean_pool(encoder(**enc).last_hidden_state, enc["attention_mask"])
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 for (key, _), row in zip(chunk, pooled.cpu().numpy(), strict=True):
                     self._embeddings[key] = row
@@ -293,9 +293,9 @@ class _EmbeddingStore:
         )
 
 
-def build_hybrid(config: RankerConfig, *, device: str) -> HybridRanker:
-    """Load the sentence encoder offline (no classification head, nothing new to warn
-    about) and attach the initial head."""
+def load_encoder(config: RankerConfig) -> tuple[Any, Any]:
+    """The sentence encoder (no classification head, nothing new to warn about) and its
+    tokenizer, offline; shared by the hybrid and the bi-encoder."""
     import torch
     from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
@@ -316,21 +316,35 @@ def build_hybrid(config: RankerConfig, *, device: str) -> HybridRanker:
                 ),
                 add_pooling_layer=False,
             )
-        else:
-            path = minilm_path() if config.base_model == MINILM else Path(config.base_model)
-            if not path.is_dir():
-                raise ModelError(f"model.base-model: no model folder at {path}")
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-                encoder = AutoModel.from_pretrained(path, local_files_only=True)
-            except (OSError, ValueError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
-                raise ModelError(f"cannot load model from {path}: {first}") from err
+            return encoder, tokenizer
+        path = minilm_path() if config.base_model == MINILM else Path(config.base_model)
+        if not path.is_dir():
+            raise ModelError(f"model.base-model: no model folder at {path}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            encoder = AutoModel.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+            raise ModelError(f"cannot load model from {path}: {first}") from err
+    return encoder, tokenizer
+
+
+def build_hybrid(config: RankerConfig, *, device: str) -> HybridRanker:
+    """Load the sentence encoder offline and attach the initial head."""
     from ecrec.model.ranker import resolve_device
 
+    encoder, tokenizer = load_encoder(config)
     ranker = HybridRanker(encoder=encoder, tokenizer=tokenizer, config=config)
     ranker.model.to(resolve_device(device))
     return ranker
 
 
-__all__ = ["FEATURES", "INIT_BIAS", "INIT_SCALE", "HybridRanker", "build_hybrid"]
+__all__ = [
+    "FEATURES",
+    "INIT_BIAS",
+    "INIT_SCALE",
+    "HybridRanker",
+    "build_hybrid",
+    "load_encoder",
+    "mean_pool",
+]

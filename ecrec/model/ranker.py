@@ -3,7 +3,9 @@
 ``model.architecture`` picks one:
 - ``"hybrid"`` (the default, :mod:`ecrec.model.hybrid`): frozen sentence-encoder
   similarities plus keyword-match features, combined by a small DP-trained head;
-- ``"cross-encoder"`` (this module): a BERT cross-encoder fine-tuned with LoRA.
+- ``"cross-encoder"`` (this module): a BERT cross-encoder fine-tuned with LoRA;
+- ``"bi-encoder"`` (:mod:`ecrec.model.biencoder`): one encoder with LoRA embeds query and
+  product apart, scored by their cosine (round 0 = the zero-shot embedding model).
 
 The base model is frozen; only the LoRA adapters and the classification head
 train, so a merchant's update is ~74k floats (~300 KB) instead of the 91 MB
@@ -34,7 +36,9 @@ TINY = "tiny"
 MINILM = "minilm"
 HYBRID = "hybrid"
 CROSS_ENCODER = "cross-encoder"
-Architecture = Literal["hybrid", "cross-encoder"]
+BI_ENCODER = "bi-encoder"
+ARCHITECTURES = (HYBRID, CROSS_ENCODER, BI_ENCODER)
+Architecture = Literal["hybrid", "cross-encoder", "bi-encoder"]
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ class RankerConfig:
         default=HYBRID,
         metadata={
             "help": '"hybrid" (frozen encoder similarity + keyword match, DP-trained head; '
-            'the default, chosen on real data: see BENCHMARKS.md) or "cross-encoder" '
-            "(LoRA fine-tuning of a BERT cross-encoder)"
+            'the default, chosen on real data: see BENCHMARKS.md), "cross-encoder" '
+            '(LoRA fine-tuning of a BERT cross-encoder) or "bi-encoder" (LoRA on a shared '
+            "sentence encoder, cosine of query and product embeddings)"
         },
     )
     base_model: str = field(
@@ -74,9 +79,10 @@ class RankerConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.architecture not in (HYBRID, CROSS_ENCODER):
+        if self.architecture not in ARCHITECTURES:
+            names = ", ".join(f'"{a}"' for a in ARCHITECTURES)
             raise ConfigError(
-                f'model.architecture must be "hybrid" or "cross-encoder", got {self.architecture!r}'
+                f"model.architecture must be one of {names}, got {self.architecture!r}"
             )
         if self.max_length < 8:
             raise ConfigError(f"model.max-length must be >= 8, got {self.max_length}")
@@ -191,8 +197,9 @@ def training_targets(frame: Any, *, graded: bool) -> np.ndarray:
 def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") -> Any:
     """Build the ranker ``config.architecture`` names, offline.
 
-    Returns a :class:`Ranker` (cross-encoder) or a
-    :class:`~ecrec.model.hybrid.HybridRanker`; both offer the same interface
+    Returns a :class:`Ranker` (cross-encoder), a
+    :class:`~ecrec.model.hybrid.HybridRanker` or a
+    :class:`~ecrec.model.biencoder.BiEncoderRanker`; all offer the same interface
     (``training_inputs``, ``logits_module``, ``score``, ``adapter_state``...).
     """
     config = config or RankerConfig()
@@ -200,6 +207,10 @@ def build_ranker(config: RankerConfig | None = None, *, device: str = "auto") ->
         from ecrec.model.hybrid import build_hybrid
 
         return build_hybrid(config, device=device)
+    if config.architecture == BI_ENCODER:
+        from ecrec.model.biencoder import build_bi_encoder
+
+        return build_bi_encoder(config, device=device)
     return build_cross_encoder(config, device=device)
 
 

@@ -224,6 +224,13 @@ def train_local(
     elif config.grad_sample_mode == "ghost":
         if groups.unit != "row":
             raise ConfigError('train.grad-sample-mode = "ghost" supports only privacy.unit = "row"')
+        if getattr(ranker, "reuses_modules", False):
+            # Ghost clipping takes each layer's norm per forward pass; a row that runs the
+            # encoder twice (query and product tower) would be clipped wrongly.
+            raise ConfigError(
+                'train.grad-sample-mode = "ghost" does not support model.architecture = '
+                '"bi-encoder" (its towers share the encoder); use "hooks"'
+            )
         losses = run.ghost(
             module, optimizer, config=config, sigma=float(noise_multiplier), seed=seed
         )
