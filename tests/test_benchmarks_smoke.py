@@ -80,7 +80,7 @@ def test_quality_runs_every_row_through_the_product_and_reports_cis(tmp_path: Pa
     out, work = tmp_path / "quality.json", tmp_path / "work"
     done = _run(
         "benchmarks.quality", "--base-model", "tiny", "--rounds", "1", "--seeds", "0",
-        "--epsilons", "8", "--no-cross-encoder", "--bootstrap", "30",
+        "--epsilons", "8", "--no-cross-encoder", "--bootstrap", "30", "--bi-encoder",
         "--work", str(work), "--out", str(out), timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -98,6 +98,7 @@ def test_quality_runs_every_row_through_the_product_and_reports_cis(tmp_path: Pa
         "federated DP ε=8",
         "alone: mean of merchants",
         "alone: best merchant",
+        "federated bi-encoder (LoRA) DP ε=8",
     ):
         assert name in rows, f"missing row {name!r}"
     for name, row in rows.items():
@@ -111,8 +112,15 @@ def test_quality_runs_every_row_through_the_product_and_reports_cis(tmp_path: Pa
     # The federated rows are production run folders: the nodes' sealed ledgers spent ε.
     from ecrec.federation.simulation import ledger_summaries
 
-    spent = ledger_summaries(work / "run-seed0-eps8" / "nodes.toml")
-    assert spent and all(0 < s["spent"] <= 8 for s in spent.values()), spent
+    for run in ("run-seed0-eps8", "run-seed0-bi-encoder"):
+        spent = ledger_summaries(work / run / "nodes.toml")
+        assert spent and all(0 < s["spent"] <= 8 for s in spent.values()), (run, spent)
+    bi_config = (work / "run-seed0-bi-encoder" / "config.toml").read_text()
+    assert 'architecture = "bi-encoder"' in bi_config
+    assert set(payload["bi_encoder_comparisons"]) == {
+        "zero-shot bi-encoder (MiniLM cosine)", "federated DP ε=8",
+        "character TF-IDF (query vs title)",
+    }  # fmt: skip
 
 
 def test_gpu_script_refuses_clearly_without_cuda(tmp_path: Path) -> None:
