@@ -148,14 +148,13 @@ def _canaries(
     frame: pd.DataFrame, merchant: str, setup: MembershipSetup, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canary rows and their references, drawn from the merchant's whole frame."""
-    train = frame
-    columns = [*train.columns, CANARY_ID]
+    columns = [*frame.columns, CANARY_ID]
     if not setup.canaries:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=columns)
-    products = train.drop_duplicates("product_id").reset_index(drop=True)
+    products = frame.drop_duplicates("product_id").reset_index(drop=True)
     picks = rng.choice(len(products), size=setup.canaries, replace=setup.canaries > len(products))
-    width = len(str(train[USER_ID].iloc[0])) if USER_ID in train.columns and len(train) else 32
-    planted, refs, seen = [], [], set(train["query"].astype(str))
+    width = len(str(frame[USER_ID].iloc[0])) if USER_ID in frame.columns and len(frame) else 32
+    planted, refs, seen = [], [], set(frame["query"].astype(str))
     for i, pick in enumerate(picks):
         base = products.iloc[int(pick)].to_dict()
         canary_id = f"{merchant}-canary{i:03d}"
@@ -169,13 +168,13 @@ def _canaries(
             "position": 1,
             CANARY_ID: canary_id,
         }
-        if USER_ID in train.columns:
+        if USER_ID in frame.columns:
             row[USER_ID] = _shopper_hash(setup.seed, i, width)
         # Repeats need their own query ids: a (query_id, product_id) pair is unique in a file.
         planted.extend({**row, "query_id": f"{canary_id}-r{r}"} for r in range(setup.repeats))
         for j, code in enumerate(codes[1:]):
             refs.append({**row, "query_id": f"{canary_id}-ref{j:04d}", "query": code})
-    cast = {c: train[c].dtype for c in train.columns}
+    cast = {c: frame[c].dtype for c in frame.columns}
     return (
         pd.DataFrame(planted, columns=columns).astype(cast),
         pd.DataFrame(refs, columns=columns).astype(cast),
