@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ecrec.errors import ModelError
+from ecrec.model.base import RankerBase
 from ecrec.model.hybrid import INIT_BIAS, INIT_SCALE, load_encoder, mean_pool
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 HEAD_PREFIX = "score_head."
 
 
-class BiEncoderRanker:
+class BiEncoderRanker(RankerBase):
     """A LoRA-adapted shared encoder (two towers) and a one-weight score head."""
 
     #: Query and product are tokenised separately: no pair truncation.
@@ -54,10 +54,6 @@ class BiEncoderRanker:
             head.weight.fill_(INIT_SCALE)
             head.bias.fill_(INIT_BIAS)
         self.model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
 
     # -- inputs ---------------------------------------------------------------
 
@@ -182,18 +178,6 @@ class BiEncoderRanker:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def score_frame(
-        self, frame: Any, *, batch_size: int = 64, on_batch: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        from ecrec.data.schema import ranker_documents
-
-        return self.score(
-            frame["query"].astype(str).tolist(),
-            ranker_documents(frame),
-            batch_size=batch_size,
-            on_batch=on_batch,
-        )
-
     # -- adapter state: what federation sends ---------------------------------
 
     def adapter_state(self) -> dict[str, np.ndarray]:
@@ -232,43 +216,15 @@ class BiEncoderRanker:
             raise ModelError(f"adapter state not applied: unexpected keys {unexpected[:3]}")
         self.model["head"].load_state_dict(head)
 
-    def adapter_nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.adapter_state().values()))
-
-    def full_model_nbytes(self) -> int:
-        return int(sum(p.numel() * 4 for p in self.model.parameters()))
-
-    def trainable_parameters(self) -> list[Any]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
 
 def build_bi_encoder(config: RankerConfig, *, device: str) -> BiEncoderRanker:
     """Load the sentence encoder offline, move it to its device, then attach LoRA (the
     order matters: opacus #820) and the initial head."""
-    from peft import LoraConfig, get_peft_model
-
-    from ecrec.model.ranker import resolve_device
+    from ecrec.model.ranker import attach_lora, resolve_device
 
     encoder, tokenizer = load_encoder(config)
     encoder.to(resolve_device(device))
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            encoder = get_peft_model(encoder, lora)
-    except ValueError as err:
-        raise ModelError(
-            f"model.target-modules {list(config.target_modules)} do not match the base model"
-        ) from err
-    if config.ffa:
-        for name, param in encoder.named_parameters():
-            if "lora_A" in name:
-                param.requires_grad_(False)
+    encoder = attach_lora(encoder, config)
     ranker = BiEncoderRanker(encoder=encoder, tokenizer=tokenizer, config=config)
     ranker.model.to(resolve_device(device))
     return ranker

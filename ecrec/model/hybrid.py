@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecrec.errors import ModelError
+from ecrec.model.base import RankerBase
 from ecrec.model.features import LEXICAL_FEATURES, lexical_features
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-class HybridRanker:
+class HybridRanker(RankerBase):
     """Frozen encoder + lexical features + a linear head (the only trained weights)."""
 
     #: Query and product are read separately (and the string features read the whole
@@ -78,10 +79,6 @@ class HybridRanker:
             self._embeddings.update(self._store.load())
 
     # -- features -------------------------------------------------------------
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Unit-norm sentence embeddings, each distinct text encoded once per ranker."""
@@ -189,18 +186,6 @@ class HybridRanker:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def score_frame(
-        self, frame: Any, *, batch_size: int = 64, on_batch: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        from ecrec.data.schema import ranker_documents
-
-        return self.score(
-            frame["query"].astype(str).tolist(),
-            ranker_documents(frame),
-            batch_size=batch_size,
-            on_batch=on_batch,
-        )
-
     # -- adapter state: what federation sends ---------------------------------
 
     def adapter_state(self) -> dict[str, np.ndarray]:
@@ -231,15 +216,6 @@ class HybridRanker:
         """Feature name -> head weight: what the trained ranker values (for reports)."""
         weight = self.adapter_state()["head.weight"].reshape(-1)
         return {name: float(w) for name, w in zip(FEATURES, weight, strict=True)}
-
-    def adapter_nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.adapter_state().values()))
-
-    def full_model_nbytes(self) -> int:
-        return int(sum(p.numel() * 4 for p in self.model.parameters()))
-
-    def trainable_parameters(self) -> list[Any]:
-        return [p for p in self.model.parameters() if p.requires_grad]
 
 
 class _EmbeddingStore:

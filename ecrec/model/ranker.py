@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ecrec.errors import ConfigError, ModelError
+from ecrec.model.base import RankerBase
 
 TINY = "tiny"
 MINILM = "minilm"
@@ -220,22 +221,31 @@ def build_cross_encoder(config: RankerConfig, *, device: str = "auto") -> Ranker
     The model is moved to its device *before* ``get_peft_model`` (see the
     Opacus + peft silent-corruption report, opacus #820).
     """
-    from peft import LoraConfig, get_peft_model
-
     base, tokenizer = _load_base(config)
     base.to(resolve_device(device))
+    model = attach_lora(base, config, modules_to_save=["classifier"])
+    return Ranker(model=model, tokenizer=tokenizer, config=config)
+
+
+def attach_lora(
+    model: Any, config: RankerConfig, *, modules_to_save: list[str] | None = None
+) -> Any:
+    """``model`` with fresh LoRA adapters on ``config.target_modules`` (A frozen under
+    FFA-LoRA); move the model to its device first (opacus #820)."""
+    from peft import LoraConfig, get_peft_model
+
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules),
-        modules_to_save=["classifier"],
+        modules_to_save=modules_to_save,
     )
     try:
         with warnings.catch_warnings():
             # peft probes a transformers attribute that is deprecated in v5; harmless.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            model = get_peft_model(base, lora)
+            model = get_peft_model(model, lora)
     except ValueError as err:
         raise ModelError(
             f"model.target-modules {list(config.target_modules)} do not match the base model"
@@ -244,7 +254,7 @@ def build_cross_encoder(config: RankerConfig, *, device: str = "auto") -> Ranker
         for name, param in model.named_parameters():
             if "lora_A" in name:
                 param.requires_grad_(False)
-    return Ranker(model=model, tokenizer=tokenizer, config=config)
+    return model
 
 
 def resolve_device(device: str) -> str:
@@ -255,17 +265,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-class Ranker:
+class Ranker(RankerBase):
     """A peft-wrapped cross-encoder plus its tokenizer."""
 
     def __init__(self, *, model: Any, tokenizer: Any, config: RankerConfig) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
 
     def encode(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, Any]:
         """Tokenize pairs as ``[CLS] query [SEP] product [SEP]``, padded to max length."""
@@ -315,17 +321,6 @@ class Ranker:
                 return out.logits.squeeze(-1)  # [B], never [B, 1] (ENVIRONMENT.md)
 
         return CrossEncoderLogits()
-
-    def score_frame(self, frame: Any, *, batch_size: int = 64, on_batch: Any = None) -> np.ndarray:
-        """Relevance scores of every (query, product) row of an impressions frame."""
-        from ecrec.data.schema import ranker_documents
-
-        return self.score(
-            frame["query"].astype(str).tolist(),
-            ranker_documents(frame),
-            batch_size=batch_size,
-            on_batch=on_batch,
-        )
 
     def logits(self, **encoded: Any) -> Any:
         """Relevance logits of shape ``[B]`` (squeezed: see ENVIRONMENT.md ghost trap)."""
@@ -396,14 +391,3 @@ class Ranker:
         unexpected_keys = getattr(result, "unexpected_keys", [])
         if unexpected_keys:
             raise ModelError(f"adapter state not applied: unexpected keys {unexpected_keys[:3]}")
-
-    def adapter_nbytes(self) -> int:
-        """Bytes of one adapter update on the wire (float32)."""
-        return int(sum(a.nbytes for a in self.adapter_state().values()))
-
-    def full_model_nbytes(self) -> int:
-        """Bytes of the whole model in float32, for comparison with an update."""
-        return int(sum(p.numel() * 4 for p in self.model.parameters()))
-
-    def trainable_parameters(self) -> list[Any]:
-        return [p for p in self.model.parameters() if p.requires_grad]

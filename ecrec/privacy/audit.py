@@ -36,7 +36,7 @@ loss threshold, reference-model calibration), in a few lines of numpy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -142,13 +142,32 @@ def attack_summary(
         for side, mask in (("in", member), ("out", ~member))
     }
     rng = np.random.default_rng(seed)
+    samples = (
+        (_resample(members, groups["in"], rng), _resample(others, groups["out"], rng))
+        for _ in range(n_bootstrap if len(members) and len(others) else 0)
+    )
+    return _summary(
+        members, others, samples, fpr=fpr, confidence=confidence, n_bootstrap=n_bootstrap,
+        clusters=(len(groups["in"]), len(groups["out"])),
+    )  # fmt: skip
+
+
+def _summary(
+    members: np.ndarray,
+    others: np.ndarray,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    fpr: float,
+    confidence: float,
+    n_bootstrap: int,
+    clusters: tuple[int, int],
+) -> dict[str, Any]:
+    """AUC and TPR at ``fpr`` of the full sample, with percentile intervals over the
+    bootstrap ``samples`` (pairs of member and non-member signals)."""
     aucs, tprs = [], []
-    if len(members) and len(others):
-        for _ in range(n_bootstrap):
-            sample_in = _resample(members, groups["in"], rng)
-            sample_out = _resample(others, groups["out"], rng)
-            aucs.append(_auc(sample_in, sample_out))
-            tprs.append(_tpr_at_fpr(sample_in, sample_out, fpr))
+    for sample_in, sample_out in samples:
+        aucs.append(_auc(sample_in, sample_out))
+        tprs.append(_tpr_at_fpr(sample_in, sample_out, fpr))
     return {
         "auc": _auc(members, others),
         "auc_ci": _interval(aucs, confidence),
@@ -157,8 +176,8 @@ def attack_summary(
         "fpr": fpr,
         "members": len(members),
         "non_members": len(others),
-        "member_clusters": len(groups["in"]),
-        "non_member_clusters": len(groups["out"]),
+        "member_clusters": clusters[0],
+        "non_member_clusters": clusters[1],
         "n_bootstrap": n_bootstrap,
         "confidence": confidence,
     }
@@ -190,27 +209,18 @@ def paired_attack_summary(
         raise ValueError("membership signal has non-finite values")
     groups = _cluster_index(clusters, len(inside))
     rng = np.random.default_rng(seed)
-    aucs, tprs = [], []
-    if len(inside):
-        for _ in range(n_bootstrap):
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for _ in range(n_bootstrap if len(inside) else 0):
             picked = rng.integers(0, len(groups), size=len(groups))
             rows = np.concatenate([groups[i] for i in picked])
-            aucs.append(_auc(inside[rows], outside[rows]))
-            tprs.append(_tpr_at_fpr(inside[rows], outside[rows], fpr))
-    return {
-        "auc": _auc(inside, outside),
-        "auc_ci": _interval(aucs, confidence),
-        "tpr_at_fpr": _tpr_at_fpr(inside, outside, fpr),
-        "tpr_at_fpr_ci": _interval(tprs, confidence),
-        "fpr": fpr,
-        "members": len(inside),
-        "non_members": len(outside),
-        "member_clusters": len(groups),
-        "non_member_clusters": len(groups),
-        "paired": True,
-        "n_bootstrap": n_bootstrap,
-        "confidence": confidence,
-    }
+            yield inside[rows], outside[rows]
+
+    summary = _summary(
+        inside, outside, pairs(), fpr=fpr, confidence=confidence, n_bootstrap=n_bootstrap,
+        clusters=(len(groups), len(groups)),
+    )  # fmt: skip
+    return {**summary, "paired": True}
 
 
 def _resample(values: np.ndarray, groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
